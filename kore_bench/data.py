@@ -92,3 +92,19 @@ class Sample:
     def text(self) -> str:
         """All text of the conversation (for hashing, tokenizer corpora)."""
         return "\n".join(m["content"] for m in self.messages)
+
+
+SHORT_ANSWER_SUFFIX = "Answer the question using a single word or phrase."
+MC_SUFFIX = "Answer with the option's letter from the given choices directly."
+
+
+def format_multiple_choice(question: str, choices: dict[str, str], hint: str | None = None) -> str:
+    """The canonical multiple-choice prompt (LLaVA's MMBench single-prediction format).
+
+    Training data and evaluation must both use this, so the model sees one format.
+    """
+    lines = [f"Hint: {hint}"] if hint else []
+    lines.append(question)
+    lines += [f"{letter}. {text}" for letter, text in choices.items()]
+    lines.append(MC_SUFFIX)
+    return "\n".join(lines)
