@@ -1,0 +1,183 @@
+"""The one trainer every method uses: same data path, loss, schedule and bookkeeping.
+
+Loss covers assistant tokens only (see :mod:`kore_bench.encoding`). Methods choose what is
+trainable (``requires_grad``) and may put parameters in groups with their own learning rate
+(e.g. the multimodal projector) or add a regulariser to the loss.
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import torch
+from accelerate import Accelerator
+from transformers import get_cosine_schedule_with_warmup
+
+from .data import Sample
+from .encoding import collate, encode_for_training
+from .errors import KoreBenchError
+
+
+class TrainingDiverged(KoreBenchError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings shared by all methods (defaults documented per method)."""
+
+    lr: float = 2e-4
+    epochs: float = 1.0
+    steps: int | None = None  # when set, overrides epochs
+    batch_size: int = 16
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    max_length: int | None = None
+    bf16: bool = False  # used on CUDA only
+
+
+@dataclass
+class ParamGroup:
+    """Parameters trained at their own learning rate (e.g. the projector at 2e-5)."""
+
+    params: list[torch.nn.Parameter]
+    lr: float
+    name: str = ""
+
+
+@dataclass
+class TrainInfo:
+    steps: int
+    seconds: float
+    final_loss: float
+    trainable_params: int
+    loss_curve: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def count_trainable(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def encode_all(processor, samples: Sequence[Sample], max_length: int | None = None) -> list[dict]:
+    return [encode_for_training(processor, s, max_length) for s in samples]
+
+
+def train_model(
+    model: torch.nn.Module,
+    processor,
+    samples: Sequence[Sample],
+    cfg: TrainConfig,
+    seed: int,
+    groups: Sequence[ParamGroup] = (),
+    extra_loss: Callable[[torch.nn.Module, dict, object], torch.Tensor] | None = None,
+    encoded: list[dict] | None = None,
+    progress: bool = True,
+    on_step: Callable[[int, float], None] | None = None,
+) -> TrainInfo:
+    """Train ``model`` in place on ``samples``; returns what was spent and the loss curve.
+
+    Parameters with ``requires_grad`` that are not in ``groups`` train at ``cfg.lr``.
+    ``extra_loss(model, batch, outputs)`` is added to the language-modelling loss.
+    """
+    if not samples and not encoded:
+        raise KoreBenchError("nothing to train on: the training set is empty")
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    accelerator = Accelerator(
+        cpu=not torch.cuda.is_available(),
+        mixed_precision="bf16" if cfg.bf16 and torch.cuda.is_available() else "no",
+    )
+    features = encoded if encoded is not None else encode_all(processor, samples, cfg.max_length)
+    per_epoch = math.ceil(len(features) / cfg.batch_size)
+    total = cfg.steps if cfg.steps is not None else max(1, math.ceil(cfg.epochs * per_epoch))
+
+    grouped = {id(p) for g in groups for p in g.params}
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in grouped]
+    param_groups = [{"params": rest, "lr": cfg.lr}] if rest else []
+    param_groups += [{"params": [p for p in g.params if p.requires_grad], "lr": g.lr} for g in groups]
+    param_groups = [g for g in param_groups if g["params"]]
+    if not param_groups:
+        raise KoreBenchError("the method left no trainable parameters")
+    trainable = count_trainable(model)
+    optimizer = torch.optim.AdamW(param_groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    model.train()
+    pad_id = _pad_id(processor)
+
+    order: list[int] = []
+    curve: list[float] = []
+    start = time.perf_counter()
+    bar = _progress(total, progress)
+    loss_value = float("nan")
+    for step in range(total):
+        if len(order) < cfg.batch_size:
+            epoch_order = list(range(len(features)))
+            rng.shuffle(epoch_order)
+            order += epoch_order
+        idx, order = order[: cfg.batch_size], order[cfg.batch_size :]
+        batch = {k: v.to(accelerator.device) for k, v in collate([features[i] for i in idx], pad_id).items()}
+        with accelerator.autocast():
+            outputs = model(**batch)
+            loss = outputs.loss
+            if extra_loss is not None:
+                loss = loss + extra_loss(model, batch, outputs)
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            raise TrainingDiverged(f"loss became {loss_value} at step {step + 1}/{total}")
+        accelerator.backward(loss)
+        if cfg.max_grad_norm:
+            accelerator.clip_grad_norm_([p for g in param_groups for p in g["params"]], cfg.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        curve.append(loss_value)
+        if on_step is not None:
+            on_step(step, loss_value)
+        bar.advance(loss_value)
+    bar.close()
+    model = accelerator.unwrap_model(model)
+    model.eval()
+    return TrainInfo(
+        steps=total,
+        seconds=time.perf_counter() - start,
+        final_loss=float(sum(curve[-10:]) / len(curve[-10:])),
+        trainable_params=trainable,
+        loss_curve=[round(x, 4) for x in curve[:: max(1, total // 200)]],
+    )
+
+
+def _pad_id(processor) -> int:
+    tok = getattr(processor, "tokenizer", processor)
+    return tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+
+
+class _progress:
+    """A rich progress bar showing the running loss (silent when disabled)."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.bar = None
+        if enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(
+                TextColumn("train"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("loss {task.fields[loss]:.3f}"), TimeRemainingColumn(), transient=True,
+            )
+            self.task = self.bar.add_task("train", total=total, loss=float("nan"))
+            self.bar.start()
+
+    def advance(self, loss: float) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, advance=1, loss=loss)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
