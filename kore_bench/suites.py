@@ -1,0 +1,190 @@
+"""Declarative suites (YAML in ``tasks/`` or a user's folder) and the data they name.
+
+A suite file::
+
+    suite: world-retention          # CLI key
+    role: retention                 # new_knowledge | retention
+    train: {loader: conversations, path: "{world}/train/old_knowledge.json", image_root: "{world}"}
+    tasks:
+      - task: counting
+        category: counting          # retention category (K.R averages categories)
+        source: {loader: jsonl, path: "{world}/retention/counting.jsonl", image_root: "{world}"}
+        output_type: generate       # generate | multiple_choice | yes_no
+        metrics: [exact_match]      # the first one is the task's primary metric
+        generation: {max_new_tokens: 8}
+
+``train`` is the suite's training pool: the knowledge to inject for a ``new_knowledge`` suite, the
+old-knowledge pool (replay, calibration) for a ``retention`` suite. Paths may use ``{world}`` (the
+exported embedded world) and ``{path}`` (given by the user as ``--new evoke:/data/EVOKE``).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import data as loaders
+from .data import Sample
+from .errors import DataError, KoreBenchError, UnknownNameError
+
+ROLES = ("new_knowledge", "retention")
+OUTPUT_TYPES = ("generate", "multiple_choice", "yes_no")
+
+
+@dataclass
+class TaskSpec:
+    name: str
+    category: str
+    source: dict[str, str]
+    metrics: list[str]
+    output_type: str = "generate"
+    split: str = "test"
+    generation: dict[str, Any] = field(default_factory=lambda: {"max_new_tokens": 32})
+    prompt: str | None = None  # e.g. "{question}\nBe brief." applied to the last user turn
+
+    @property
+    def primary_metric(self) -> str:
+        return self.metrics[0]
+
+
+@dataclass
+class Suite:
+    name: str
+    role: str
+    tasks: list[TaskSpec]
+    train: dict[str, str] | None = None
+    description: str = ""
+    file: Path | None = None
+    variables: dict[str, str] = field(default_factory=dict)
+
+    def with_variables(self, **variables: str) -> "Suite":
+        """A copy whose ``{name}`` placeholders will be filled from ``variables``."""
+        return Suite(self.name, self.role, self.tasks, self.train, self.description, self.file,
+                     {**self.variables, **{k: str(v) for k, v in variables.items()}})
+
+    @property
+    def needs(self) -> set[str]:
+        """Placeholders used by the suite's sources (``world``, ``path`` ...)."""
+        import string
+
+        specs = [t.source for t in self.tasks] + ([self.train] if self.train else [])
+        return {f for s in specs for v in s.values() for _, f, _, _ in string.Formatter().parse(str(v)) if f}
+
+    def _fill(self, spec: dict[str, str]) -> dict[str, str]:
+        missing = self.needs - set(self.variables)
+        if missing:
+            hint = " (give it as --new NAME:/path or --retention NAME:/path)" if "path" in missing else ""
+            raise KoreBenchError(f"suite {self.name!r} needs {', '.join(sorted(missing))}{hint}")
+        return {k: str(v).format(**self.variables) for k, v in spec.items()}
+
+    def train_samples(self) -> list[Sample]:
+        return load_source(self._fill(self.train)) if self.train else []
+
+    def task_samples(self, task: TaskSpec, split: str | None = None) -> list[Sample]:
+        samples = load_source(self._fill(task.source))
+        samples = loaders.select_split(samples, split or task.split)
+        if task.prompt:
+            samples = [_apply_prompt(s, task.prompt) for s in samples]
+        return samples
+
+
+def _apply_prompt(sample: Sample, template: str) -> Sample:
+    messages = [dict(m) for m in sample.messages]
+    last = messages[-1]
+    head, sep, question = last["content"].rpartition(loaders.IMAGE_TOKEN + "\n")
+    last["content"] = head + sep + template.format(question=question)
+    return Sample(sample.id, messages, sample.image, sample.answer, sample.choices, sample.category,
+                  sample.source, sample.meta)
+
+
+_CACHE: dict[tuple, list[Sample]] = {}
+
+
+def load_source(spec: dict[str, str]) -> list[Sample]:
+    """Samples named by a source spec ``{loader, path, part?, image_root?}`` (cached per process)."""
+    key = tuple(sorted(spec.items()))
+    if key not in _CACHE:
+        _CACHE[key] = _load_uncached(spec)
+    return _CACHE[key]
+
+
+def _load_uncached(spec: dict[str, str]) -> list[Sample]:
+    kind, path = spec.get("loader"), spec.get("path")
+    if not kind or not path:
+        raise KoreBenchError(f"a suite source needs 'loader' and 'path': {spec}")
+    image_root = spec.get("image_root")
+    if kind == "evoke":
+        train, evaluation, _ = loaders.load_evoke(Path(path))
+        return train if spec.get("part", "eval") == "train" else evaluation
+    if kind == "conversations":
+        return loaders.load_conversations(Path(path), image_root)[0]
+    if kind == "jsonl":
+        return loaders.load_jsonl(Path(path), image_root)[0]
+    if kind == "tsv":
+        return loaders.load_tsv(Path(path))[0]
+    raise UnknownNameError("loader", kind, ["evoke", "conversations", "jsonl", "tsv"])
+
+
+def samples_fingerprint(samples: list[Sample]) -> str:
+    """A content hash of samples (text, answers, image identities) for unit fingerprints."""
+    h = hashlib.sha256()
+    for s in samples:
+        h.update(repr((s.id, s.messages, s.answer, s.choices, s.image.key if s.image else None)).encode())
+    return h.hexdigest()[:16]
+
+
+def parse_suite(raw: dict[str, Any], file: Path | None = None) -> Suite:
+    """Validate one suite definition; errors name the file and the field."""
+    where = str(file) if file else "<suite>"
+    for key in ("suite", "role", "tasks"):
+        if key not in raw:
+            raise DataError(f"{where}: missing field {key!r}")
+    if raw["role"] not in ROLES:
+        raise DataError(f"{where}: role must be one of {ROLES}, not {raw['role']!r}")
+    tasks = []
+    for i, t in enumerate(raw["tasks"]):
+        try:
+            spec = TaskSpec(
+                name=t["task"], category=t.get("category", t["task"]), source=t["source"],
+                metrics=list(t["metrics"]), output_type=t.get("output_type", "generate"),
+                split=t.get("split", "test"), generation=t.get("generation", {"max_new_tokens": 32}),
+                prompt=t.get("prompt"),
+            )
+        except (KeyError, TypeError) as e:
+            raise DataError(f"{where}: task #{i + 1} is missing or has a bad field: {e}") from e
+        if spec.output_type not in OUTPUT_TYPES:
+            raise DataError(f"{where}: task {spec.name!r}: output_type must be one of {OUTPUT_TYPES}")
+        tasks.append(spec)
+    return Suite(raw["suite"], raw["role"], tasks, raw.get("train"), raw.get("description", ""), file)
+
+
+def load_suites(include_paths: list[Path | str] = ()) -> dict[str, Suite]:
+    """Every suite from the built-in ``tasks/`` and the user's folders (later ones override)."""
+    suites: dict[str, Suite] = {}
+    import kore_bench.tasks as builtin
+
+    for folder in [Path(builtin.__file__).parent, *map(Path, include_paths)]:
+        if not folder.is_dir():
+            raise KoreBenchError(f"--include-path {folder}: not a directory")
+        for file in sorted(folder.glob("*.yaml")):
+            try:
+                raw = yaml.safe_load(file.read_text())
+            except yaml.YAMLError as e:
+                raise DataError(f"{file}: invalid YAML: {e}") from e
+            suite = parse_suite(raw, file)
+            suites[suite.name] = suite
+    return suites
+
+
+def resolve_suite(ref: str, suites: dict[str, Suite], role: str) -> Suite:
+    """``NAME`` or ``NAME:/path`` → the suite, checked for its role."""
+    name, _, path = ref.partition(":")
+    if name not in suites:
+        raise UnknownNameError("suite", name, suites)
+    suite = suites[name]
+    if suite.role != role:
+        raise KoreBenchError(f"suite {name!r} has role {suite.role!r}, expected {role!r}")
+    return suite.with_variables(path=path) if path else suite
