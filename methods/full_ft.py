@@ -1,0 +1,34 @@
+"""``full-ft``: fine-tune every language-model weight and the projector (vision tower frozen).
+
+LLaVA-1.5 task fine-tuning uses lr 2e-5, 1 epoch, cosine, warm-up 3 %, no weight decay
+(reference/methods.md §4.8). Tiny models on a few dozen knowledge items need far more passes and
+a larger step size; the defaults below are the tiny-scale equivalents (see README, "Defaults").
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kore_bench.method import Method, MethodConfig, TrainContext, TrainedModel, projector_groups, register_method
+from kore_bench.models.parts import language_model
+from kore_bench.train import train_model
+
+
+@dataclass
+class FullFTConfig(MethodConfig):
+    lr: float = field(default=3e-4, metadata={"help": "LLaVA-1.5: 2e-5 at 7B; tiny models: 3e-4"})
+    epochs: float = field(default=20.0, metadata={"help": "passes over the injection set (paper: 1 over 74K items)"})
+    projector_lr: float | None = field(default=3e-4, metadata={"help": "trained at the main lr, as in LLaVA"})
+
+
+@register_method("full-ft")
+class FullFineTune(Method):
+    Config = FullFTConfig
+
+    def train(self, ctx: TrainContext) -> TrainedModel:
+        model, processor = ctx.base.load(ctx.device)
+        model.requires_grad_(False)
+        language_model(model).requires_grad_(True)
+        groups = projector_groups(model, self.config.projector_lr)
+        info = train_model(model, processor, ctx.new_data, self.config, ctx.seed, groups, progress=ctx.progress)
+        self.save(model, ctx.artifact_dir)
+        return TrainedModel(model, processor, info)
