@@ -1,0 +1,161 @@
+"""The base model every method starts from: kore-tiny pre-trained on the old world, or a real
+Hugging Face model given by id or path.
+
+kore-tiny's recipe is deterministic: a tokenizer trained on the old world's pre-training text,
+a tiny LLaVA (or Qwen2.5-VL) built from a size preset, and a fixed number of AdamW steps on
+``train/old_knowledge.json``. The result is cached by fingerprint (world preset and seed, model
+config, recipe) and sealed with checksums; a corrupt entry is rebuilt, not loaded.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from . import cache
+from .data import load_conversations
+from .errors import UnknownNameError
+from .method import BaseModelRef
+from .store import fingerprint
+
+RECIPE_VERSION = 1
+ARCHS = ("llava", "qwen")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Pre-training settings of kore-tiny for one world preset."""
+
+    model_size: str
+    vocab_size: int
+    steps: int
+    batch_size: int
+    lr: float
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.0
+
+
+RECIPES: dict[str, Recipe] = {
+    "micro": Recipe(model_size="micro", vocab_size=512, steps=300, batch_size=32, lr=3e-3),
+    "small": Recipe(model_size="small", vocab_size=1024, steps=600, batch_size=32, lr=2e-3),
+    "default": Recipe(model_size="default", vocab_size=1024, steps=700, batch_size=32, lr=2e-3),
+}
+
+
+def _recipe(world: str) -> Recipe:
+    if world not in RECIPES:
+        raise UnknownNameError("world preset", world, RECIPES)
+    return RECIPES[world]
+
+
+def base_fingerprint(world: str, arch: str, seed: int | None = None) -> str:
+    from .models.tiny import SIZES
+    from .world import PRESETS
+
+    if arch not in ARCHS:
+        raise UnknownNameError("architecture", arch, ARCHS)
+    recipe = _recipe(world)
+    world_seed = PRESETS[world].seed if seed is None else seed
+    size = dataclasses.asdict(SIZES[recipe.model_size])
+    return fingerprint("kore-tiny", RECIPE_VERSION, world, world_seed, arch, size, dataclasses.asdict(recipe))
+
+
+def base_dir(world: str, arch: str = "llava", seed: int | None = None) -> Path:
+    return cache.cache_root() / "bases" / f"{world}-{arch}-{base_fingerprint(world, arch, seed)}"
+
+
+def build_base(world: str, arch: str = "llava", seed: int | None = None, force: bool = False,
+               console: Console | None = None) -> BaseModelRef:
+    """The cached kore-tiny base for a world preset, building it if absent or corrupt."""
+    console = console or Console(stderr=True)
+    target = base_dir(world, arch, seed)
+    fp = target.name.rsplit("-", 1)[1]
+    if target.exists() and not force:
+        problem = cache.verify(target)
+        if problem is None:
+            return BaseModelRef(str(target / "model"), fp, f"kore-tiny {arch} ({world} world)")
+        console.print(f"[yellow]cached base {target.name}: {problem}; rebuilding[/]")
+    _build(world, arch, seed, target, console)
+    return BaseModelRef(str(target / "model"), fp, f"kore-tiny {arch} ({world} world)")
+
+
+def _build(world: str, arch: str, seed: int | None, target: Path, console: Console) -> None:
+    import torch
+
+    from .models.loading import save_model
+    from .models.tiny import build_tiny
+    from .models.tokenizer import train_tokenizer
+    from .train import TrainConfig, train_model
+
+    recipe = _recipe(world)
+    wdir = cache.world_dir(world, seed)
+    samples = load_conversations(wdir / "train" / "old_knowledge.json", wdir)[0]
+    started = time.perf_counter()
+    tokenizer = train_tokenizer((s.text() for s in samples), recipe.vocab_size)
+    torch.manual_seed(0)
+    model, processor = build_tiny(arch, tokenizer, recipe.model_size, seed=0)
+    console.print(f"pre-training kore-tiny ({arch}, {sum(p.numel() for p in model.parameters()):,} parameters) "
+                  f"on {len(samples):,} old-world conversations, {recipe.steps} steps")
+    cfg = TrainConfig(lr=recipe.lr, steps=recipe.steps, batch_size=recipe.batch_size,
+                      warmup_ratio=recipe.warmup_ratio, weight_decay=recipe.weight_decay)
+    info = train_model(model, processor, samples, cfg, seed=0)
+    tmp = cache.new_temp_dir(target.parent, target.name)
+    save_model(model, processor, tmp / "model")
+    meta = {
+        "fingerprint": target.name.rsplit("-", 1)[1],
+        "world": world, "world_seed": seed, "arch": arch, "recipe": dataclasses.asdict(recipe),
+        "recipe_version": RECIPE_VERSION, "parameters": sum(p.numel() for p in model.parameters()),
+        "train": info.to_dict(), "build_seconds": round(time.perf_counter() - started, 1),
+    }
+    (tmp / "base_info.json").write_text(json.dumps(meta, indent=2))
+    cache.publish(tmp, target)
+    console.print(f"base ready in {meta['build_seconds']} s: {target}")
+
+
+def base_info(world: str, arch: str = "llava", seed: int | None = None) -> dict[str, Any] | None:
+    """What is known about the cached base (None when not built)."""
+    target = base_dir(world, arch, seed)
+    if not (target / "base_info.json").exists():
+        return None
+    info = json.loads((target / "base_info.json").read_text())
+    info["path"] = str(target)
+    info["intact"] = cache.verify(target) is None
+    if (target / "scores.json").exists():
+        info["scores"] = json.loads((target / "scores.json").read_text())
+    return info
+
+
+def external_base(model: str) -> BaseModelRef:
+    """A Hugging Face model id or local path as the base (fingerprinted by its config)."""
+    path = Path(model)
+    config = path / "config.json"
+    ident = config.read_text() if config.exists() else model
+    return BaseModelRef(model, fingerprint("external", ident), model)
+
+
+def evaluate_base(world: str, arch: str = "llava", seed: int | None = None, limit: int | None = None,
+                  console: Console | None = None) -> dict[str, float]:
+    """Score the cached base on the world's suites (test split) and store it beside the base."""
+    from .runner import evaluate_suite
+    from .suites import load_suites
+
+    console = console or Console(stderr=True)
+    ref = build_base(world, arch, seed, console=console)
+    wdir = cache.world_dir(world, seed)
+    model, processor = ref.load()
+    suites = load_suites()
+    scores: dict[str, float] = {}
+    for name in ("world-new", "world-retention"):
+        suite = suites[name].with_variables(world=str(wdir))
+        tasks, _ = evaluate_suite(model, processor, suite, limit, "test", 64)
+        for task, t in tasks.items():
+            for metric, value in t["metrics"].items():
+                scores[f"{task} {metric}"] = value
+    target = base_dir(world, arch, seed)
+    (target / "scores.json").write_text(json.dumps(scores, indent=2))
+    return scores

@@ -1,0 +1,219 @@
+"""The ``kore-bench`` command line (also ``python -m kore_bench``)."""
+from __future__ import annotations
+
+import ast
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import KoreBenchError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Benchmark knowledge injection into multimodal models: train every method the "
+                       "same way, score every model the same way, compare.")
+world_app = typer.Typer(no_args_is_help=True, help="The embedded synthetic world.")
+base_app = typer.Typer(no_args_is_help=True, help="The kore-tiny base model.")
+app.add_typer(world_app, name="world")
+app.add_typer(base_app, name="base")
+console = Console(stderr=True)
+out = Console()
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _parse_sets(sets: list[str]) -> dict[str, dict]:
+    """``--set lora.lr=1e-3`` → {"lora": {"lr": 0.001}}."""
+    result: dict[str, dict] = {}
+    for item in sets:
+        key, sep, raw = item.partition("=")
+        method, dot, field = key.partition(".")
+        if not sep or not dot:
+            raise KoreBenchError(f"--set {item!r}: expected METHOD.FIELD=VALUE, e.g. lora.lr=1e-3")
+        try:
+            value = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            value = raw
+        result.setdefault(method, {})[field] = value
+    return result
+
+
+@app.command()
+def run(
+    methods: str = typer.Option("lora,full-ft,replay", help="comma-separated method keys (base is always added)"),
+    world: str = typer.Option("default", help="embedded world preset: micro, small, default"),
+    arch: str = typer.Option("llava", help="kore-tiny architecture: llava or qwen"),
+    model: Optional[str] = typer.Option(None, help="a Hugging Face model id or path instead of kore-tiny"),
+    seeds: str = typer.Option("0", help="comma-separated training seeds"),
+    output: Optional[Path] = typer.Option(None, help="run directory (default runs/<world>-<arch>)"),
+    new: str = typer.Option("world-new", help="new-knowledge suite, e.g. evoke:/data/EVOKE"),
+    retention: str = typer.Option("world-retention", help="comma-separated retention suites"),
+    limit: Optional[int] = typer.Option(None, help="evaluate at most N samples per task (smoke test)"),
+    batch_size: int = typer.Option(32, help="evaluation batch size"),
+    include_path: list[Path] = typer.Option([], help="folder with extra methods (*.py) and suites (*.yaml)"),
+    set_: list[str] = typer.Option([], "--set", help="method setting, e.g. --set lora.lr=1e-3 (repeatable)"),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda if available)"),
+    progress: bool = typer.Option(True, help="show progress bars"),
+) -> None:
+    """Train every method from the same base, evaluate all uniformly, write the leaderboard."""
+    from .runner import RunConfig
+    from .runner import run as run_benchmark
+
+    cfg = RunConfig(
+        methods=_csv(methods), world=world, arch=arch, model=model,
+        seeds=[int(s) for s in _csv(seeds)],
+        output=output or Path("runs") / (Path(model).name if model else f"{world}-{arch}"),
+        new=new, retention=_csv(retention), limit=limit, batch_size=batch_size,
+        include_paths=list(include_path), method_args=_parse_sets(set_), device=device, progress=progress,
+    )
+    path = run_benchmark(cfg, console)
+    out.print(f"results: {path}")
+
+
+@app.command("ls")
+def ls(
+    what: str = typer.Argument(..., help="methods | suites | metrics"),
+    include_path: list[Path] = typer.Option([], help="folder with extra methods and suites"),
+) -> None:
+    """List what is registered."""
+    from .errors import UnknownNameError
+
+    if what == "methods":
+        from .registry import load_methods
+
+        reg = load_methods(include_path)
+        t = Table("method", "class", "settings (default)")
+        for name in reg.names():
+            cls = reg.get(name)
+            fields = cls.Config.field_help()
+            t.add_row(name, cls.__name__, ", ".join(f"{k}={v[0]}" for k, v in fields.items()
+                                                 if k in ("lr", "epochs", "rank", "ratio", "projector_lr")))
+        out.print(t)
+    elif what == "suites":
+        from .suites import load_suites
+
+        t = Table("suite", "role", "tasks", "description")
+        for name, s in sorted(load_suites(include_path).items()):
+            t.add_row(name, s.role, ", ".join(task.name for task in s.tasks), s.description)
+        out.print(t)
+    elif what == "metrics":
+        from .metrics import METRICS
+
+        t = Table("metric", "protocol", "higher is better")
+        for name, m in sorted(METRICS.items()):
+            t.add_row(name, m.protocol, str(m.higher_is_better))
+        out.print(t)
+    else:
+        raise UnknownNameError("listing", what, ["methods", "suites", "metrics"])
+
+
+@world_app.command("export")
+def world_export(
+    world: str = typer.Option(..., help="preset: micro, small, default"),
+    out_dir: Path = typer.Option(..., "--out", help="an empty or new directory"),
+    seed: Optional[int] = typer.Option(None, help="world seed (default: the preset's)"),
+) -> None:
+    """Write the world as EVOKE files, retention suites (JSONL/TSV) and world.json."""
+    from .world import export_world
+
+    export_world(world, out_dir, seed=seed)
+    out.print(f"world {world!r} written to {out_dir}")
+
+
+@base_app.command("build")
+def base_build(
+    world: str = typer.Option("default", help="world preset the base is pre-trained on"),
+    arch: str = typer.Option("llava", help="llava or qwen"),
+    force: bool = typer.Option(False, help="rebuild even if cached"),
+) -> None:
+    """Pre-train (or fetch from the cache) kore-tiny on the old world and report its scores."""
+    from .base import base_info, build_base, evaluate_base
+
+    ref = build_base(world, arch, force=force, console=console)
+    evaluate_base(world, arch, console=console)
+    _print_info(base_info(world, arch))
+    out.print(f"base: {ref.path}")
+
+
+@base_app.command("info")
+def base_info_cmd(
+    world: str = typer.Option("default", help="world preset"),
+    arch: str = typer.Option("llava", help="llava or qwen"),
+) -> None:
+    """What is cached for the base of a world: fingerprint, size, build time, scores."""
+    from .base import base_info
+
+    info = base_info(world, arch)
+    if info is None:
+        raise KoreBenchError(f"no base built for world {world!r} ({arch}); run: kore-bench base build --world {world}")
+    _print_info(info)
+
+
+def _print_info(info: dict | None) -> None:
+    if info is None:
+        return
+    t = Table("field", "value", title="kore-tiny base")
+    for k in ("path", "fingerprint", "arch", "world", "parameters", "build_seconds", "intact"):
+        t.add_row(k, str(info.get(k)))
+    for k, v in (info.get("scores") or {}).items():
+        t.add_row(f"score: {k}", f"{v:.1f}")
+    out.print(t)
+
+
+@app.command()
+def table(
+    run_dir: Path = typer.Argument(..., help="a run directory"),
+    format: str = typer.Option("rich", help="rich | md | latex | csv"),
+) -> None:
+    """Print the leaderboard of a stored run (reads only stored results)."""
+    from .errors import UnknownNameError
+    from .report import leaderboard, to_latex, to_markdown, to_rich
+
+    t = leaderboard(run_dir)
+    if format == "rich":
+        out.print(to_rich(t, str(run_dir)))
+    elif format == "md":
+        print(to_markdown(t), end="")
+    elif format == "latex":
+        print(to_latex(t), end="")
+    elif format == "csv":
+        print(t.to_csv(index=False, float_format="%.4f"), end="")
+    else:
+        raise UnknownNameError("format", format, ["rich", "md", "latex", "csv"])
+
+
+@app.command()
+def compare(
+    run_dir: Path = typer.Argument(..., help="a run directory"),
+    baseline: str = typer.Option("lora", help="method to compare against"),
+    method: Optional[str] = typer.Option(None, help="only this method"),
+) -> None:
+    """Paired per-sample comparison against a baseline (mean difference, bootstrap CI, p-value)."""
+    from .report import compare as compare_runs
+
+    rows = compare_runs(run_dir, baseline, method)
+    if not rows:
+        raise KoreBenchError(f"nothing to compare with {baseline!r} in {run_dir}")
+    t = Table("method", "suite", "metric", "n", "Δ (×100)", "95% CI", "p")
+    for r in rows:
+        t.add_row(r["method"], r["suite"], r["metric"], str(r["n"]), f"{100 * r['mean_diff']:+.2f}",
+                  f"[{100 * r['ci_low']:+.2f}, {100 * r['ci_high']:+.2f}]", f"{r['p_value']:.3g}")
+    out.print(t)
+
+
+def main() -> None:
+    try:
+        app()
+    except KoreBenchError as e:
+        console.print(f"[bold red]error:[/] {e}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

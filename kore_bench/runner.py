@@ -1,0 +1,196 @@
+"""``kore-bench run``: every method trained the same way from the same base, every model scored
+the same way, each (method, seed, suite) unit stored as it finishes, finished units skipped.
+"""
+from __future__ import annotations
+
+import inspect
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+import kore_bench
+
+from .base import build_base, external_base
+from .data import Sample
+from .errors import KoreBenchError
+from .evaluate import generate, score_task
+from .method import BaseModelRef, Method, TrainContext, TrainedModel
+from .metrics import get_metric
+from .registry import load_methods
+from .store import RunDir, Unit, atomic_write_json, environment, fingerprint, read_json
+from .suites import Suite, load_suites, resolve_suite, samples_fingerprint
+
+REFERENCE_METHOD = "base"  # the un-injected row every retention change is measured against
+
+
+@dataclass
+class RunConfig:
+    methods: list[str]
+    output: Path
+    world: str = "default"
+    arch: str = "llava"
+    model: str | None = None  # a Hugging Face id or path instead of kore-tiny
+    seeds: list[int] = field(default_factory=lambda: [0])
+    new: str = "world-new"
+    retention: list[str] = field(default_factory=lambda: ["world-retention"])
+    limit: int | None = None
+    split: str = "test"
+    batch_size: int = 32
+    include_paths: list[Path] = field(default_factory=list)
+    method_args: dict[str, dict[str, Any]] = field(default_factory=dict)
+    device: str | None = None
+    progress: bool = True
+
+
+@dataclass
+class Prepared:
+    """Everything resolved before any training starts (so bad input fails fast)."""
+
+    methods: dict[str, Method]
+    suites: list[Suite]
+    base: BaseModelRef
+    new_train: list[Sample]
+    old_pool: list[Sample]
+    world_dir: Path | None
+
+
+def prepare(cfg: RunConfig, console: Console) -> Prepared:
+    registry = load_methods(cfg.include_paths)
+    names = list(dict.fromkeys([REFERENCE_METHOD, *cfg.methods]))
+    methods = {n: registry.get(n).from_overrides(cfg.method_args.get(n, {})) for n in names}
+    for n in cfg.method_args:
+        registry.get(n)  # a typo in --set is an error too
+    available = load_suites(cfg.include_paths)
+    suites = [resolve_suite(cfg.new, available, "new_knowledge")]
+    suites += [resolve_suite(r, available, "retention") for r in cfg.retention]
+    world_dir = None
+    if any("world" in s.needs for s in suites):
+        from .cache import world_dir as export
+
+        world_dir = export(cfg.world)
+        suites = [s.with_variables(world=str(world_dir)) for s in suites]
+    base = external_base(cfg.model) if cfg.model else build_base(cfg.world, cfg.arch, console=console)
+    new_train = suites[0].train_samples()
+    if not new_train:
+        raise KoreBenchError(f"suite {suites[0].name!r} has no training data to inject")
+    old_pool = [s for suite in suites[1:] for s in suite.train_samples()]
+    return Prepared(methods, suites, base, new_train, old_pool, world_dir)
+
+
+def code_version(method: Method) -> str:
+    """The package version plus a hash of the method's own source, so editing a method reruns it."""
+    source = "".join(inspect.getsource(inspect.getmodule(cls)) for cls in type(method).__mro__
+                     if cls.__module__ not in ("abc", "builtins", "kore_bench.method"))
+    return f"{kore_bench.__version__}+{fingerprint(source)[:8]}"
+
+
+def evaluate_suite(model, processor, suite: Suite, limit: int | None, split: str,
+                   batch_size: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Scores of one suite (per task) and the per-sample records."""
+    tasks: dict[str, Any] = {}
+    records: list[dict[str, Any]] = []
+    for task in suite.tasks:
+        samples = suite.task_samples(task, split)[: limit or None]
+        if not samples:
+            raise KoreBenchError(f"suite {suite.name!r}, task {task.name!r}: no {split} samples")
+        started = time.perf_counter()
+        preds = generate(model, processor, samples, task.generation.get("max_new_tokens", 32), batch_size)
+        scores = score_task(samples, preds, task.metrics)
+        tasks[task.name] = {
+            "category": task.category,
+            "primary_metric": task.primary_metric,
+            "metrics": scores.means,
+            "higher_is_better": {m: get_metric(m).higher_is_better for m in task.metrics},
+            "n": len(samples),
+            "seconds": round(time.perf_counter() - started, 2),
+        }
+        for i, (s, p) in enumerate(zip(samples, preds)):
+            records.append({"task": task.name, "id": s.id, "prediction": p, "answer": s.answer,
+                            "scores": {m: v[i] for m, v in scores.per_sample.items()}})
+    return tasks, records
+
+
+def run(cfg: RunConfig, console: Console | None = None) -> Path:
+    """Run (or resume) the benchmark into ``cfg.output``; returns the run directory."""
+    console = console or Console(stderr=True)
+    prep = prepare(cfg, console)
+    run_dir = RunDir(cfg.output)
+    data_fp = samples_fingerprint(prep.new_train + prep.old_pool)
+    with run_dir.locked():
+        run_dir.update_manifest(
+            kore_bench=kore_bench.__version__, started=time.strftime("%Y-%m-%dT%H:%M:%S"),
+            config={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(cfg).items()},
+            base={"path": prep.base.path, "fingerprint": prep.base.fingerprint, "description": prep.base.description},
+            world_dir=str(prep.world_dir) if prep.world_dir else None, data_fingerprint=data_fp,
+            suites=[s.name for s in prep.suites], **environment(),
+        )
+        failures = {}
+        for name, method in prep.methods.items():
+            seeds = cfg.seeds if getattr(method, "seed_dependent", True) else cfg.seeds[:1]
+            for seed in seeds:
+                try:
+                    _run_method(cfg, prep, run_dir, name, method, seed, data_fp, console)
+                except KeyboardInterrupt:
+                    raise
+                except Exception as e:  # a failing method must not take the others down
+                    reason = f"{type(e).__name__}: {e}"
+                    failures[f"{name}/seed{seed}"] = reason
+                    run_dir.set_status(f"{name}/seed{seed}", "failed", reason=reason,
+                                       traceback=traceback.format_exc(limit=8))
+                    console.print(f"[red]{name} (seed {seed}) failed:[/] {reason}")
+        from .report import write_reports
+
+        write_reports(run_dir.path, console=console)
+        run_dir.update_manifest(finished=time.strftime("%Y-%m-%dT%H:%M:%S"), failed=failures)
+    return run_dir.path
+
+
+def _run_method(cfg: RunConfig, prep: Prepared, run_dir: RunDir, name: str, method: Method,
+                seed: int, data_fp: str, console: Console) -> None:
+    train_fp = fingerprint(name, method.config_dict(), prep.base.fingerprint, data_fp, seed, code_version(method))
+    units = {Unit(name, seed, s.name): s for s in prep.suites}
+    unit_fp = {u: fingerprint(train_fp, s.name, [t.__dict__ for t in s.tasks], cfg.limit, cfg.split)
+               for u, s in units.items()}
+    todo = [u for u in units if not run_dir.finished(u, unit_fp[u])]
+    if not todo:
+        console.print(f"[dim]{name} (seed {seed}): finished earlier, skipped[/]")
+        return
+    artifact = run_dir.artifact_dir(name, seed)
+    ctx = TrainContext(prep.base, prep.new_train, prep.old_pool, seed, artifact, prep.world_dir,
+                       cfg.device, cfg.progress)
+    stamp = artifact / "fingerprint.json"
+    if stamp.exists() and read_json(stamp).get("fingerprint") == train_fp:
+        console.print(f"{name} (seed {seed}): loading the trained artifact")
+        trained = method.load(ctx)
+        train_info = read_json(stamp).get("train_info")
+    else:
+        run_dir.set_status(f"{name}/seed{seed}", "training")
+        console.print(f"[bold]{name}[/] (seed {seed}): training on {len(prep.new_train)} samples")
+        trained = method.train(ctx)
+        train_info = trained.info.to_dict() if trained.info else None
+        atomic_write_json(stamp, {"fingerprint": train_fp, "train_info": train_info})
+    _evaluate_units(cfg, run_dir, todo, units, unit_fp, trained, method, train_info, console)
+    run_dir.set_status(f"{name}/seed{seed}", "done")
+
+
+def _evaluate_units(cfg, run_dir, todo, units, unit_fp, trained: TrainedModel, method: Method,
+                    train_info, console: Console) -> None:
+    for unit in todo:
+        suite = units[unit]
+        run_dir.set_status(unit.key, "evaluating")
+        started = time.perf_counter()
+        tasks, records = evaluate_suite(trained.model, trained.processor, suite, cfg.limit, cfg.split, cfg.batch_size)
+        result = {
+            "unit": {"method": unit.method, "seed": unit.seed, "suite": unit.suite},
+            "fingerprint": unit_fp[unit], "role": suite.role, "split": cfg.split, "tasks": tasks,
+            "method_config": method.config_dict(), "train_info": train_info,
+            "limited": cfg.limit is not None, "eval_seconds": round(time.perf_counter() - started, 2),
+        }
+        run_dir.write_unit(unit, result, records)
+        run_dir.set_status(unit.key, "done")
+        summary = ", ".join(f"{t}: {v['metrics'][v['primary_metric']]:.1f}" for t, v in tasks.items())
+        console.print(f"  {unit.key}: {summary}")
