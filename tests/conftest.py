@@ -1,0 +1,33 @@
+"""Shared fixtures: an isolated cache, the micro world and the micro kore-tiny base (built once)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory) -> Path:
+    """Every test session gets its own kore-bench cache (worlds, bases)."""
+    root = tmp_path_factory.mktemp("kore-cache")
+    os.environ["KORE_BENCH_CACHE"] = str(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def micro_world(isolated_cache) -> Path:
+    from kore_bench.cache import world_dir
+
+    return world_dir("micro")
+
+
+@pytest.fixture(scope="session")
+def micro_base(micro_world):
+    from kore_bench.base import build_base
+
+    return build_base("micro", "llava")
