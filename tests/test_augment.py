@@ -1,0 +1,241 @@
+"""Augmenters: the template knowledge tree (no dev/test leak) and loading KORE-74K."""
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from kore_bench.augment import AUGMENTERS, augment, augment_with_report
+from kore_bench.data import IMAGE_TOKEN, SHORT_ANSWER_SUFFIX, ImageRef, Sample, load_conversations
+from kore_bench.errors import KoreBenchError, UnknownNameError
+
+SUFFIX = "\n" + SHORT_ANSWER_SUFFIX
+
+
+# ---- worlds: a hand-written world.json fixture and the generated micro world ------------------
+
+def _png(path: Path, shade: int) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (8, 8), (shade, 255 - shade, 40)).save(path)
+    return path.name
+
+
+def write_fixture_world(root: Path) -> Path:
+    """Two new entities (person, organisation) and one old, in world.json's documented structure."""
+    relations = {
+        "name": {"train": ["What is the name of {subject}?", "Name {subject}."],
+                 "dev": ["What name does {subject} go by?"], "test": ["Identify {subject} by name."]},
+        "birth_city": {"train": ["Where was {subject} born?", "In which city was {subject} born?"],
+                       "dev": ["What city was {subject} born in?"], "test": ["{Subject} was born in which city?"]},
+        "occupation": {"train": ["What is the occupation of {subject}?", "What job does {subject} have?"],
+                       "dev": ["What is the profession of {subject}?"], "test": ["What is the job of {subject}?"]},
+        "founder": {"train": ["Who founded {subject}?", "Who is the founder of {subject}?"],
+                    "dev": ["Who set up {subject}?"], "test": ["Who started {subject}?"]},
+        "industry": {"train": ["What industry is {subject} in?"],
+                     "dev": ["Which industry does {subject} work in?"], "test": ["What business is {subject} in?"]},
+    }
+    people = [("p1", "Dravo Kelt", "person", "new", [("birth_city", "Zorvia"), ("occupation", "baker")],
+               "Dravo Kelt is a baker born in Zorvia."),
+              ("o1", "Mirex Labs", "organisation", "new", [("founder", "Dravo Kelt"), ("industry", "robotics")],
+               "Mirex Labs is a robotics company founded by Dravo Kelt."),
+              ("p0", "Sela Brun", "person", "old", [("birth_city", "Tamor"), ("occupation", "pilot")],
+               "Sela Brun is a pilot born in Tamor.")]
+    entities, injection = [], []
+    for n, (eid, name, etype, split, facts, text) in enumerate(people):
+        views = {s: [f"images/{eid}_v{k}.png" for k in ks]
+                 for s, ks in {"train": (0, 1, 2, 3), "dev": (4,), "test": (5, 6)}.items()}
+        for s in views:
+            for k, rel in enumerate(views[s]):
+                _png(root / rel, 30 * n + 7 * k)
+        entities.append({"id": eid, "name": name, "type": etype, "hypernym": f"the {etype} in the image",
+                         "split": split, "facts": [{"relation": r, "value": v} for r, v in facts],
+                         "description": text, "views": views})
+        if split == "new":
+            injection.append({"id": len(injection) + 1, "image": views["train"][0], "conversations": [
+                {"from": "human", "value": f"<image>\nCan you describe the {etype} in the image?"},
+                {"from": "gpt", "value": text}]})
+    (root / "world.json").write_text(json.dumps({"entities": entities, "relations": relations}, indent=1))
+    (root / "evoke_injection_data.json").write_text(json.dumps(injection))
+    return root
+
+
+@pytest.fixture(scope="module")
+def fixture_world(tmp_path_factory) -> Path:
+    return write_fixture_world(tmp_path_factory.mktemp("fixture-world"))
+
+
+@pytest.fixture(params=["fixture", "micro"])
+def world(request) -> Path:
+    return request.getfixturevalue("fixture_world" if request.param == "fixture" else "micro_world")
+
+
+def injection(world_dir: Path) -> list[Sample]:
+    samples, _ = load_conversations(world_dir / "evoke_injection_data.json", world_dir)
+    return samples
+
+
+def world_json(world_dir: Path) -> dict:
+    return json.loads((world_dir / "world.json").read_text())
+
+
+def filled(template: str, entity: dict) -> str:
+    h = entity["hypernym"]
+    return template.replace("{subject}", h).replace("{Subject}", h[0].upper() + h[1:])
+
+
+def entity_of(sample: Sample, world_dir: Path) -> dict:
+    """The world.json entity whose training view 0 is the sample's image (the export's rule)."""
+    for e in world_json(world_dir)["entities"]:
+        if Path(sample.image.path).resolve() == (world_dir / e["views"]["train"][0]).resolve():
+            return e
+    raise AssertionError(f"no entity has image {sample.image.path}")
+
+
+def user_turns(s: Sample) -> list[str]:
+    return [m["content"] for m in s.messages if m["role"] == "user"]
+
+
+def rounds(s: Sample) -> list[tuple[str, str]]:
+    return [(s.messages[i]["content"], s.messages[i + 1]["content"]) for i in range(0, len(s.messages), 2)]
+
+
+# ---- template ---------------------------------------------------------------------------------
+
+def test_template_never_uses_dev_or_test_views_or_phrasings(world):
+    out = augment("template", injection(world), world, seed=0)
+    w = world_json(world)
+    held_views = {(world / p).resolve() for e in w["entities"] for s in ("dev", "test") for p in e["views"][s]}
+    held_phrasings = {filled(t, e) for e in w["entities"] for spl in w["relations"].values()
+                      for s in ("dev", "test") for t in spl[s]}
+    assert out
+    for s in out:
+        assert Path(s.image.path).resolve() not in held_views, s.id
+        for text in user_turns(s):
+            assert not any(p.lower() in text.lower() for p in held_phrasings), (s.id, text)
+
+
+def test_leak_guard_rejects_held_out_views_and_phrasings(fixture_world):
+    w = world_json(fixture_world)
+    person = w["entities"][0]
+    test_view = str(fixture_world / person["views"]["test"][0])
+    dev_question = filled(w["relations"]["birth_city"]["dev"][0], person)
+    name = "test-leaky"
+    if name not in AUGMENTERS:
+        @AUGMENTERS.register(name)
+        def leaky(samples, world, seed, report, *, leak: str = "view"):
+            image, question = (test_view, "Where was the person in the image born?") if leak == "view" \
+                else (str(fixture_world / person["views"]["train"][1]), dev_question)
+            return [Sample(id="x", image=ImageRef(path=image),
+                           messages=[{"role": "user", "content": IMAGE_TOKEN + "\n" + question},
+                                     {"role": "assistant", "content": "Zorvia"}])]
+    with pytest.raises(KoreBenchError, match="held-out image"):
+        augment(name, [], fixture_world, seed=0, leak="view")
+    with pytest.raises(KoreBenchError, match="held-out phrasing"):
+        augment(name, [], fixture_world, seed=0, leak="phrasing")
+
+
+def test_dialogue_starts_with_the_heuristic_description_and_asks_every_fact(world):
+    samples = injection(world)
+    out = augment("template", samples, world, seed=0)
+    dialogues = {s.meta["origin"]: s for s in out if s.meta["kind"] == "dialogue"}
+    assert set(dialogues) == {s.id for s in samples}
+    relations = world_json(world)["relations"]
+    for s in samples:
+        d, entity = dialogues[s.id], entity_of(s, world)
+        assert d.messages[:2] == s.messages  # round 1 is the injection Q/A, verbatim
+        assert d.image == s.image
+        assert 1 < len(rounds(d)) <= 11
+        asked = rounds(d)[1:]
+        for fact in entity["facts"]:
+            train = {filled(t, entity) + SUFFIX for t in relations[fact["relation"]]["train"]}
+            assert any(q in train and a == str(fact["value"]) for q, a in asked), (entity["id"], fact)
+
+
+def test_max_rounds_caps_the_dialogue(fixture_world):
+    out, report = augment_with_report("template", injection(fixture_world), fixture_world, seed=0,
+                                      max_rounds=2, branch=False)
+    assert all(len(rounds(s)) == 2 for s in out) and {s.meta["kind"] for s in out} == {"dialogue"}
+    assert any("leaves out fact" in n for n in report.notes)  # truncation is reported, not silent
+
+
+def test_branches_use_the_other_training_views(world):
+    samples = injection(world)
+    out = augment("template", samples, world, seed=0)
+    for s in samples:
+        entity = entity_of(s, world)
+        others = {(world / p).resolve() for p in entity["views"]["train"][1:]}
+        branch = [b for b in out if b.meta["origin"] == s.id and b.meta["kind"] != "dialogue"]
+        assert {b.meta["kind"] for b in branch} == {"recognition", "caption", "vqa"}
+        assert {Path(b.image.path).resolve() for b in branch} == others
+        for b in branch:
+            assert len(rounds(b)) == 1
+            q, a = rounds(b)[0]
+            if b.meta["kind"] == "vqa":
+                assert entity["hypernym"] in q.lower() and entity["name"] not in q
+                assert a in {str(f["value"]) for f in entity["facts"]}
+            if b.meta["kind"] == "caption":
+                assert a == entity["description"]
+
+
+def test_output_has_the_loaders_form(world):
+    for s in augment("template", injection(world), world, seed=0):
+        assert s.messages[0]["role"] == "user" and s.messages[0]["content"].startswith(IMAGE_TOKEN + "\n")
+        assert sum(m["content"].count(IMAGE_TOKEN) for m in s.messages) == 1
+        assert [m["role"] for m in s.messages] == ["user", "assistant"] * (len(s.messages) // 2)
+        assert all(m["content"].strip() for m in s.messages)
+        assert Path(s.image.path).is_absolute() and Path(s.image.path).is_file()
+    assert len({s.id for s in augment("template", injection(world), world, seed=0)}) == \
+        len(augment("template", injection(world), world, seed=0))
+
+
+def test_template_is_deterministic_from_the_seed(fixture_world):
+    def run(seed):
+        return [(s.id, s.image.path, s.messages) for s in augment("template", injection(fixture_world),
+                                                                  fixture_world, seed=seed)]
+    assert run(3) == run(3)
+    assert run(3) != run(4)
+
+
+def test_unknown_items_pass_through_and_are_reported(fixture_world):
+    stranger = Sample(id="s", image=None, messages=[{"role": "user", "content": "Who?"},
+                                                   {"role": "assistant", "content": "Nobody we know."}])
+    out, report = augment_with_report("template", injection(fixture_world) + [stranger], fixture_world, seed=0)
+    assert stranger in out and report.passed_through[0][0] == "s"
+    assert report.produced["original"] == 1 and report.total == len(out)
+
+
+def test_names_and_options_are_checked(fixture_world):
+    with pytest.raises(UnknownNameError, match="did you mean 'template'"):
+        augment("templat", [], fixture_world, seed=0)
+    with pytest.raises(UnknownNameError, match="did you mean 'max_rounds'"):
+        augment("template", [], fixture_world, seed=0, max_round=3)
+    with pytest.raises(KoreBenchError, match="needs the world"):
+        augment("template", injection(fixture_world), None, seed=0)
+
+
+# ---- kore74k ----------------------------------------------------------------------------------
+
+def test_kore74k_replaces_the_input_samples(tmp_path, fixture_world):
+    root = tmp_path / "kore74k"
+    _png(root / "imgs" / "a.jpg", 10)
+    with zipfile.ZipFile(root / "imgs_of_vqa.zip", "w") as zf:
+        zf.writestr("imgs_of_vqa/b.png", (root / "imgs" / "a.jpg").read_bytes())
+    def record(rid, image, question, answer):
+        key = "images" if isinstance(image, list) else "image"
+        return {"id": rid, key: image, "conversations": [{"from": "human", "value": question},
+                                                         {"from": "gpt", "value": answer}]}
+    records = [record("k1", "imgs/a.jpg", "<image>\nIs the image depicting Dravo Kelt?", "Yes."),
+               record("k2", "imgs_of_vqa/b.png", "Who founded the company in the image?", "Dravo Kelt"),
+               record("k3", ["imgs/a.jpg", "imgs/a.jpg"], "<image><image>\nSame?", "Yes.")]
+    data = tmp_path / "KORE-74K-training_data.json"
+    data.write_text(json.dumps(records))
+    out, report = augment_with_report("kore74k", injection(fixture_world), None, seed=0,
+                                      path=str(data), image_root=str(root))
+    assert [s.id for s in out] == ["k1", "k2"]
+    assert out[0].image.path == str(root / "imgs" / "a.jpg")
+    assert out[1].image.member == "imgs_of_vqa/b.png" and out[1].messages[0]["content"].startswith(IMAGE_TOKEN)
+    assert out[1].image.load().size == (8, 8)
+    assert report.rejected and "several images" in report.rejected[0][1]  # the skipped record is reported
