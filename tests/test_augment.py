@@ -1,8 +1,11 @@
-"""Augmenters: the template knowledge tree (no dev/test leak) and loading KORE-74K."""
+"""Augmenters: the template knowledge tree (no dev/test leak), the llm augmenter against a local
+OpenAI-protocol server (validation, rejection, cache), and loading KORE-74K."""
 from __future__ import annotations
 
 import json
+import threading
 import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -214,6 +217,132 @@ def test_names_and_options_are_checked(fixture_world):
         augment("template", [], fixture_world, seed=0, max_round=3)
     with pytest.raises(KoreBenchError, match="needs the world"):
         augment("template", injection(fixture_world), None, seed=0)
+
+
+# ---- llm --------------------------------------------------------------------------------------
+
+GOOD = [{"question": "Where was the person in the image born?", "answer": "Zorvia"},
+        {"question": "What does the person in the image do?", "answer": "The person in the image is a baker."},
+        {"question": "Which company employs the person in the image?", "answer": "Quorn Foods"},  # invented
+        {"question": "What city was the person in the image born in?", "answer": "Zorvia"},  # dev phrasing
+        {"question": "Who is this?", "answer": ""}]  # empty answer
+
+
+class ChatServer:
+    """A local OpenAI-protocol chat endpoint with canned replies; records every request."""
+
+    def __init__(self):
+        self.requests: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), **body})
+                prompt = body["messages"][-1]["content"]
+                content = ("```json\n" + json.dumps(GOOD) + "\n```" if "Dravo Kelt is a baker" in prompt
+                           else "Sure! Here are some rounds: question: who founded it? answer: Dravo")  # malformed
+                reply = json.dumps({"id": "c1", "object": "chat.completion", "model": body["model"], "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}]})
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(reply.encode())
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def chat_server():
+    server = ChatServer()
+    yield server
+    server.close()
+
+
+def test_llm_validates_rejects_and_caches(fixture_world, chat_server, tmp_path):
+    samples = injection(fixture_world)
+    options = dict(base_url=chat_server.url, model="canned-1", api_key="sk-test", cache_dir=str(tmp_path / "c"))
+    out, report = augment_with_report("llm", samples, fixture_world, seed=0, **options)
+    assert len(chat_server.requests) == 2 and report.calls == 2
+    req = chat_server.requests[0]
+    assert req["path"] == "/v1/chat/completions" and req["model"] == "canned-1" and req["auth"] == "Bearer sk-test"
+    assert "the person in the image" in req["messages"][0]["content"]
+
+    person, org = samples
+    dialogue = next(s for s in out if s.meta["origin"] == person.id and s.meta["kind"] == "dialogue")
+    assert dialogue.messages[:2] == person.messages
+    assert rounds(dialogue)[1:] == [(GOOD[0]["question"], "Zorvia"), (GOOD[1]["question"], GOOD[1]["answer"])]
+    reasons = dict(report.rejected)
+    assert "Quorn" in reasons[f"{person.id} round 3"] and "grounded" in reasons[f"{person.id} round 3"]
+    assert "held-out phrasing" in reasons[f"{person.id} round 4"]
+    assert "non-empty" in reasons[f"{person.id} round 5"]
+    assert "not JSON" in reasons[org.id]  # the malformed reply: rejected, the original kept
+    assert org in out and (org.id, "the model's reply gave no valid round (see rejected)") in report.passed_through
+    assert {s.meta["kind"] for s in out if s.meta.get("origin") == org.id} == {"recognition", "caption", "vqa"}
+
+    again, report2 = augment_with_report("llm", samples, fixture_world, seed=0, **options)
+    assert len(chat_server.requests) == 2 and report2.calls == 0 and report2.cache_hits == 2
+    assert [(s.id, s.messages) for s in again] == [(s.id, s.messages) for s in out]
+
+
+def test_llm_reads_the_endpoint_from_the_environment(fixture_world, chat_server, tmp_path, monkeypatch):
+    monkeypatch.setenv("KORE_BENCH_LLM_BASE_URL", chat_server.url)
+    monkeypatch.setenv("KORE_BENCH_LLM_MODEL", "env-model")
+    augment("llm", injection(fixture_world)[:1], None, seed=0, cache_dir=str(tmp_path))
+    assert chat_server.requests[0]["model"] == "env-model"
+    monkeypatch.delenv("KORE_BENCH_LLM_MODEL")
+    with pytest.raises(KoreBenchError, match="needs a model"):
+        augment("llm", injection(fixture_world), None, seed=0, cache_dir=str(tmp_path / "x"))
+
+
+def test_llm_unreachable_endpoint_is_a_clear_error(fixture_world, tmp_path):
+    with pytest.raises(KoreBenchError, match="cannot reach"):
+        augment("llm", injection(fixture_world)[:1], None, seed=0, base_url="http://127.0.0.1:9/v1",
+                model="m", retries=0, timeout=2, cache_dir=str(tmp_path))
+
+
+def tiny_causal_lm(path: Path) -> Path:
+    """A random one-layer Llama with a word-level tokenizer and a chat template, saved to ``path``."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    words = ["<unk>", "<pad>", "</s>", "[", "]", "{", "}", "question", "answer", ":", ",", "Zorvia", "baker"]
+    core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>", pad_token="<pad>", eos_token="</s>")
+    tok.chat_template = "{% for m in messages %}{{ m['content'] }} {% endfor %}"
+    cfg = LlamaConfig(vocab_size=len(words), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=1024,
+                      pad_token_id=1, eos_token_id=2, bos_token_id=2)
+    LlamaForCausalLM(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def test_llm_local_transformers_model(fixture_world, tmp_path, monkeypatch):
+    model = tiny_causal_lm(tmp_path / "lm")
+    options = dict(model_path=str(model), max_tokens=6, branch=False, cache_dir=str(tmp_path / "c"))
+    samples = injection(fixture_world)[:1]
+    out, report = augment_with_report("llm", samples, fixture_world, seed=0, **options)
+    assert report.calls == 1 and out == samples  # a random model's words are no JSON: rejected, kept as is
+    assert report.rejected[0][0] == samples[0].id and "not JSON" in report.rejected[0][1]
+
+    import transformers
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the cache should make loading the model unnecessary")
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", no_load)
+    _, report2 = augment_with_report("llm", samples, fixture_world, seed=0, **options)
+    assert report2.calls == 0 and report2.cache_hits == 1
 
 
 # ---- kore74k ----------------------------------------------------------------------------------
