@@ -79,7 +79,7 @@ def test_tokenizer_special_tokens(tok):
     ids = tok("hi <image><|im_end|>")["input_ids"]
     assert ids[0] == tok.bos_token_id and ids[-1] == tok.convert_tokens_to_ids("<|im_end|>")
     assert tok.convert_tokens_to_ids("<image>") in ids
-    with pytest.raises(ValueError):
+    with pytest.raises(KoreBenchError, match="vocab_size"):
         train_tokenizer(CORPUS, 100)
 
 
@@ -129,7 +129,7 @@ def test_custom_config_and_vocab_padding(tok):
     cfg = TinyModelConfig(text_layers=1, vocab_size=512)
     model, _ = build_tiny("llava", tok, cfg, 0)
     assert model.config.text_config.vocab_size == 512 and model.config.text_config.num_hidden_layers == 1
-    with pytest.raises(ValueError):
+    with pytest.raises(KoreBenchError, match="smaller than the tokenizer"):
         build_tiny("llava", tok, cfg.replace(vocab_size=100), 0)
 
 

@@ -39,7 +39,7 @@ from transformers import (CLIPImageProcessorPil, CLIPVisionConfig, GenerationCon
                           Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration,
                           Qwen2VLImageProcessorPil)
 
-from kore_bench.errors import UnknownNameError
+from kore_bench.errors import KoreBenchError, UnknownNameError
 from kore_bench.models.loading import ImageOnlyQwen2_5_VLProcessor
 
 ARCHS = ("llava", "qwen")
@@ -121,6 +121,7 @@ CHAT_TEMPLATES = {"llava": LLAVA_TEMPLATE, "qwen": QWEN_TEMPLATE}
 
 
 def resolve_size(size: str | TinyModelConfig) -> TinyModelConfig:
+    """A preset name from ``SIZES`` or a config, as a config."""
     if isinstance(size, TinyModelConfig):
         return size
     if size not in SIZES:
@@ -141,7 +142,7 @@ def build_tiny(arch: str, tokenizer: PreTrainedTokenizerBase, size: str | TinyMo
     tok = copy.deepcopy(tokenizer)
     vocab = cfg.vocab_size or len(tok)
     if vocab < len(tok):
-        raise ValueError(f"vocab_size {vocab} is smaller than the tokenizer ({len(tok)} tokens)")
+        raise KoreBenchError(f"vocab_size {vocab} is smaller than the tokenizer ({len(tok)} tokens)")
     tok.chat_template = CHAT_TEMPLATES[arch]
     make = _build_llava if arch == "llava" else _build_qwen
     with torch.random.fork_rng(devices=[]):
