@@ -9,12 +9,12 @@ import random
 
 ONSETS = ["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z",
           "br", "dr", "kr", "tr", "st", "gr", "pl", "sh"]
-VOWELS = ["a", "e", "i", "o", "u", "a", "e", "o", "ai", "ou"]
-CODAS = ["", "", "n", "r", "s", "l", "x", "k", "m", "th"]
+VOWELS = ["a", "e", "i", "o", "u", "a", "e", "o"]
+CODAS = ["", "", "n", "r", "s", "l", "x", "k", "m"]
 
 ORG_SUFFIXES = ["Labs", "Works", "Group", "Systems", "Partners", "Industries",
                 "Studios", "Holdings", "Dynamics", "Union", "Collective", "Trust"]
-COUNTRY_ENDINGS = ["ia", "ora", "and", "esh", "ica", "ovia"]
+COUNTRY_ENDINGS = ["ria", "nia", "land", "mor", "dor", "via"]
 
 
 class NameGenerator:
@@ -30,14 +30,14 @@ class NameGenerator:
             n = self.rng.randint(*syllables)
             parts = [self.rng.choice(ONSETS) + self.rng.choice(VOWELS) for _ in range(n)]
             w = "".join(parts) + (ending if ending is not None else self.rng.choice(CODAS))
-            if 4 <= len(w) <= 11 and w not in self.used:
+            if 4 <= len(w) <= 10 and w not in self.used:
                 self.used.add(w)
                 return w.capitalize()
         raise RuntimeError("name space exhausted")  # pragma: no cover - needs ~10^5 names
 
     def person(self) -> str:
         """'Given Family', both parts unique in the world."""
-        return f"{self.word((2, 2))} {self.word((2, 3))}"
+        return f"{self.word((2, 2))} {self.word((2, 2))}"
 
     def organisation(self) -> str:
         """'Root Suffix', e.g. 'Zentrix Labs'; the root is unique, suffixes repeat."""
@@ -45,8 +45,8 @@ class NameGenerator:
 
     def place(self) -> str:
         """A single word."""
-        return self.word((2, 3))
+        return self.word((2, 2))
 
     def country(self) -> str:
-        """A single word with a country-like ending."""
-        return self.word((1, 2), ending=self.rng.choice(COUNTRY_ENDINGS))
+        """A single word with a country-like ending, e.g. 'Mobaria'."""
+        return self.word((2, 2), ending=self.rng.choice(COUNTRY_ENDINGS))

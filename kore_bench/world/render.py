@@ -29,6 +29,7 @@ ENTITY_COLOURS: tuple[Colour, ...] = (
     (220, 40, 40), (245, 140, 20), (240, 215, 40), (40, 170, 60),
     (30, 195, 210), (40, 80, 225), (145, 60, 205), (240, 110, 185),
 )
+ENTITY_COLOUR_NAMES = ("red", "orange", "yellow", "green", "cyan", "blue", "purple", "pink")
 SKILL_COLOURS: dict[str, Colour] = {
     "red": (220, 35, 35), "orange": (245, 140, 20), "yellow": (245, 220, 40),
     "green": (35, 165, 55), "blue": (35, 75, 225), "purple": (145, 55, 200),
@@ -123,13 +124,12 @@ _SHAPES: dict[str, tuple[list[Polygon], list[Polygon]]] = {
 
 @dataclass(frozen=True)
 class Pose:
-    """Where a local-coordinate drawing lands: centre (px), half-size (px), rotation, mirror."""
+    """Where a local-coordinate drawing lands: centre (px), half-size (px), rotation (degrees)."""
 
     cx: float
     cy: float
     half: float
-    angle: float = 0.0  # degrees
-    flip: bool = False
+    angle: float = 0.0
 
     def apply(self, polys: list[Polygon]) -> list[list[float]]:
         """Each polygon as a flat [x0, y0, x1, y1, ...] list in supersampled canvas pixels."""
@@ -138,8 +138,7 @@ class Pose:
         pts = np.concatenate(polys)
         a = math.radians(self.angle)
         c, s = math.cos(a) * self.half * SS, math.sin(a) * self.half * SS
-        x = pts[:, 0] * (-1.0 if self.flip else 1.0)
-        y = pts[:, 1]
+        x, y = pts[:, 0], pts[:, 1]
         q = np.stack([c * x - s * y + self.cx * SS, s * x + c * y + self.cy * SS], axis=1)
         out, start = [], 0
         for poly in polys:
@@ -219,7 +218,7 @@ class Appearance:
     def describe(self, entity_type: str) -> dict[str, str]:
         """Human-readable traits (recorded in world.json for inspection)."""
         return {"silhouette": SILHOUETTES[entity_type][self.silhouette],
-                "primary": str(self.primary), "secondary": str(self.secondary),
+                "primary": ENTITY_COLOUR_NAMES[self.primary], "secondary": ENTITY_COLOUR_NAMES[self.secondary],
                 "pattern": PATTERNS[self.pattern], "mark": MARKS[self.mark]}
 
 
@@ -233,11 +232,15 @@ class View:
 
 
 def sample_view(rng: np.random.Generator, seed: int) -> View:
-    """A random view: shift +-3.5 px, scale 0.82-1.08, rotation +-10 deg, mirror, colour jitter +-8 %."""
-    dx, dy = rng.uniform(-3.5, 3.5, size=2)
-    pose = Pose(cx=16 + dx, cy=16 + dy, half=11.0 * rng.uniform(0.82, 1.08),
-                angle=float(rng.uniform(-10, 10)), flip=bool(rng.random() < 0.5))
-    jitter = tuple(float(j) for j in rng.uniform(0.92, 1.08, size=3))
+    """A random view: shift +-1.2 px, scale +-5 %, rotation +-4 deg, colour jitter +-3 %, and its own
+    background and noise.
+
+    Mild on purpose: a tiny ViT trained on 6 views per entity recognises held-out views of this
+    spread (~97 % in a probe on the default world), but not of a spread 3x as wide (~50 %).
+    """
+    dx, dy = rng.uniform(-1.2, 1.2, size=2)
+    pose = Pose(cx=16 + dx, cy=16 + dy, half=11.0 * rng.uniform(0.95, 1.05), angle=float(rng.uniform(-4, 4)))
+    jitter = tuple(float(j) for j in rng.uniform(0.97, 1.03, size=3))
     return View(pose=pose, jitter=jitter, seed=seed)
 
 
