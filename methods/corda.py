@@ -1,0 +1,91 @@
+"""``corda``: peft's CorDA in knowledge-preserved mode (KPM) on the old-knowledge prompts.
+
+reference/methods.md §0.2, §2. ``preprocess_corda`` collects each decoder linear's input
+covariance on the calibration prompts (the same draw and the same prompt-only samples as KORE),
+decomposes ``W C̃`` and keeps the *smallest* r components as the trainable adapter (A and B);
+the base weight becomes the frozen residual. peft's hook needs batch size 1 (no padding), so the
+calibration forward feeds one prompt at a time.
+
+Defaults: r = LoRA's default rank (same trainable parameters as ``lora``), α = r as in CorDA
+(scaling 1), dropout 0, lr and projector as ``lora``.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+
+import torch
+from peft import LoraConfig, get_peft_model
+from torch import nn
+
+from kore_bench.covariance import draw_calibration, encode_prompts
+from kore_bench.errors import KoreBenchError
+from kore_bench.method import Method, TrainContext, TrainedModel, projector_groups, register_method
+from kore_bench.models.parts import lm_linear_regex
+from kore_bench.residual import load_with_base_weights, save_with_base_weights
+from kore_bench.train import train_model
+
+from .kore import adapted_linears
+from .lora import LoraMethodConfig, default_rank
+
+
+@dataclass
+class CordaMethodConfig(LoraMethodConfig):
+    rank: int | None = field(default=None, metadata={"help": "None: lora's default rank"})
+    alpha_over_rank: float = field(default=1.0, metadata={"help": "CorDA: α = r"})
+    dropout: float = field(default=0.0, metadata={"help": "CorDA: 0"})
+    corda_method: str = field(default="kpm", metadata={"help": "kpm (keep old knowledge) or ipm"})
+    calibration_samples: int = field(default=256, metadata={"help": "old-knowledge prompts (CorDA: 256)"})
+
+
+def add_corda(model: nn.Module, processor, calibration, cfg: CordaMethodConfig):
+    """Run ``preprocess_corda`` on the calibration prompts and wrap ``model`` with the adapter."""
+    from peft.tuners.lora.config import CordaConfig
+    from peft.tuners.lora.corda import preprocess_corda
+
+    if cfg.corda_method not in ("kpm", "ipm"):
+        raise KoreBenchError(f"corda_method must be 'kpm' or 'ipm', got {cfg.corda_method!r}")
+    rank = cfg.rank if cfg.rank is not None else default_rank(model)
+    for name, linear in adapted_linears(model).items():
+        if not 1 <= rank <= min(linear.in_features, linear.out_features):
+            raise KoreBenchError(f"rank {rank} must be between 1 and min(in, out) = "
+                                 f"{min(linear.in_features, linear.out_features)} of layer {name}")
+    features = encode_prompts(processor, calibration)
+    config = LoraConfig(r=rank, lora_alpha=cfg.alpha_over_rank * rank, lora_dropout=cfg.dropout,
+                        target_modules=lm_linear_regex(model), bias="none", init_lora_weights="corda",
+                        corda_config=CordaConfig(corda_method=cfg.corda_method))
+    device = next(model.parameters()).device
+    extra = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+
+    @torch.no_grad()
+    def run_model() -> None:
+        for f in features:  # batch size 1: peft's hook squeezes the batch dimension
+            model(**{k: v.to(device) for k, v in f.items()}, **extra)
+
+    try:
+        preprocess_corda(model, config, run_model=run_model)
+    except ValueError as e:  # peft reports NaN/Inf activations this way
+        raise KoreBenchError(f"CorDA calibration failed: {e}") from e
+    return get_peft_model(model, config)
+
+
+@register_method("corda")
+class CorDA(Method):
+    Config = CordaMethodConfig
+
+    def train(self, ctx: TrainContext) -> TrainedModel:
+        model, processor = ctx.base.load(ctx.device)
+        calibration = draw_calibration(ctx.old_data, self.config.calibration_samples, ctx.seed)
+        model = add_corda(model, processor, calibration, self.config)
+        groups = projector_groups(model, self.config.projector_lr)
+        info = train_model(model, processor, ctx.new_data, self.config, ctx.seed, groups, progress=ctx.progress)
+        self.save(model, ctx.artifact_dir)
+        return TrainedModel(model, processor, info)
+
+    def load(self, ctx: TrainContext) -> TrainedModel:
+        model, processor = ctx.base.load(ctx.device)
+        return TrainedModel(load_with_base_weights(model, ctx.artifact_dir), processor)
+
+    @staticmethod
+    def save(model: nn.Module, artifact_dir) -> None:
+        save_with_base_weights(model, artifact_dir)

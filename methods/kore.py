@@ -1,0 +1,330 @@
+"""KORE (reference/kore.md §2–3): knowledge-oriented augmentation + a null-space constraint.
+
+The constraint (= LoRA-Null v2): for each decoder-block linear ``W`` (m×n) with calibration
+covariance ``C`` (old-knowledge prompts, :mod:`kore_bench.covariance`), take the eigenvectors
+``Q`` of the ``rank`` smallest eigenvalues of ``C``, split ``W = W P + (W − W P)`` with
+``P = Q Qᵀ``, factor ``W P = U Σ Vᵀ`` and build an adapter ``y = B(Ax) + W_res x (+ b)`` with
+``B = U√Σ``, ``A = √Σ Vᵀ`` and no α/r scaling. ``A`` is frozen, so every update ``ΔB·A`` only
+acts on inputs outside the old activations' principal subspace. Only B (+ the projector, as in
+LLaVA) trains; ``kore-v1`` trains A too.
+
+The adapter is a peft LoRA (r = lora_alpha = rank, dropout 0) on ``lm_linear_regex`` whose
+lora_A / lora_B / base weight are overwritten with A / B / W_res; the artifact stores the
+rewritten base weights too (:mod:`kore_bench.residual`).
+
+Registered: ``kore`` (augmentation + constraint), ``kore-constraint`` (constraint only),
+``kore-v1`` (augmentation + constraint, A trainable), ``kore-aug`` (augmentation + plain LoRA at
+LoRA's default rank, i.e. the parameter budget KORE's default rank is matched to).
+
+Tiny-scale defaults: rank None = the rank whose B-only parameter count matches LoRA at its
+default rank (kore.md §2.9: 235 for LLaVA-1.5-7B against LoRA r=128); lr 2e-2 = 10× LoRA's tiny
+lr, because B-only training from √(small singular values) needs about 10× the step size
+(reference/derisk.md, "Practical notes"); the paper used 2e-4 at 7B for both. Sweep it.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from peft import LoraConfig, get_peft_model
+from torch import nn
+
+from kore_bench.covariance import Covariances, collect_covariances, draw_calibration
+from kore_bench.data import Sample
+from kore_bench.errors import KoreBenchError
+from kore_bench.method import (Method, MethodConfig, TrainContext, TrainedModel, projector_groups,
+                               register_method)
+from kore_bench.models.parts import decoder_linear_names, lm_linear_regex, unwrap
+from kore_bench.residual import load_with_base_weights, save_with_base_weights
+from kore_bench.train import ParamGroup, count_trainable, train_model
+
+from .lora import LoRA, LoraMethodConfig, add_lora, default_rank
+
+ADAPTER = "default"
+
+
+# ---------------------------------------------------------------- the null-space factorisation
+
+
+def null_space_basis(cov: torch.Tensor, rank: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Eigenvectors (n×rank) of the ``rank`` smallest eigenvalues of the symmetric PSD ``cov``."""
+    _, vectors = torch.linalg.eigh(cov.to(dtype))  # ascending eigenvalues
+    return vectors[:, :rank]
+
+
+def null_space_factors(weight: torch.Tensor, cov: torch.Tensor, rank: int, *,
+                       dtype: torch.dtype = torch.float64, basis: torch.Tensor | None = None,
+                       name: str = "layer") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(B, A, residual)`` with ``B @ A = W P`` and ``residual = W − W P`` (kore.md §2.4), in ``dtype``.
+
+    ``W P = (W Q) Qᵀ`` has rank ≤ ``rank``, so its SVD is taken from the m×rank matrix ``W Q``
+    (``W Q = U Σ Rᵀ`` gives ``W P = U Σ (Q R)ᵀ``): the same factors as the SVD of the m×n ``W P``
+    (up to the sign of each component, as with any SVD), far cheaper. If ``rank`` exceeds the
+    output dimension m, the ``rank − m`` extra components have Σ = 0: their B columns are zero
+    and their A rows are the remaining (unit-norm) null-space directions, so B can still learn
+    there. ``basis`` is :func:`null_space_basis` of ``cov`` when already computed.
+    """
+    m, n = weight.shape
+    if not 1 <= rank < n:
+        raise KoreBenchError(f"rank {rank} must be between 1 and the input dimension {n} of layer {name} "
+                             "(exclusive): the null space would be everything")
+    if cov.shape != (n, n):
+        raise KoreBenchError(f"layer {name}: covariance of shape {tuple(cov.shape)} does not fit its "
+                             f"input dimension {n}")
+    device = weight.device
+    q = (basis if basis is not None else null_space_basis(cov.to(device), rank, dtype)).to(device, dtype)
+    w = weight.detach().to(dtype)
+    wq = w @ q  # (m, rank)
+    u, s, rh = torch.linalg.svd(wq, full_matrices=rank > m)
+    k = s.shape[0]  # min(m, rank)
+    v = q @ rh.T  # (n, rank), orthonormal columns
+    root = s.sqrt()
+    b = torch.zeros(m, rank, dtype=dtype, device=device)
+    b[:, :k] = u[:, :k] * root
+    a_scale = torch.ones(rank, dtype=dtype, device=device)
+    a_scale[:k] = root
+    a = a_scale[:, None] * v.T
+    residual = w - wq @ q.T
+    return b, a, residual
+
+
+# ---------------------------------------------------------------- adapter structure and counting
+
+
+def adapted_linears(model: nn.Module) -> dict[str, nn.Linear]:
+    """The decoder-block linears the adapter wraps (names relative to the unwrapped model)."""
+    base = unwrap(model)
+    names = decoder_linear_names(base)
+    if not names:
+        raise KoreBenchError(f"{type(base).__name__} has no linear layers in its decoder blocks to adapt")
+    out = {}
+    for name in names:
+        module = base.get_submodule(name)
+        module = module.get_base_layer() if hasattr(module, "get_base_layer") else module
+        out[name] = module
+    return out
+
+
+def check_rank(model: nn.Module, rank: int) -> None:
+    """KoreBenchError naming the first layer whose input dimension does not exceed ``rank``."""
+    if rank < 1:
+        raise KoreBenchError(f"rank must be at least 1, got {rank}")
+    for name, linear in adapted_linears(model).items():
+        if rank >= linear.in_features:
+            raise KoreBenchError(f"rank {rank} must be smaller than the input dimension "
+                                 f"{linear.in_features} of layer {name}")
+
+
+def matched_rank(model: nn.Module, lora_rank: int) -> int:
+    """The KORE rank whose B-only parameters equal LoRA's A+B at ``lora_rank``: r·Σ(d_in+d_out)/Σd_out."""
+    linears = adapted_linears(model).values()
+    d_out = sum(lin.out_features for lin in linears)
+    d_in = sum(lin.in_features for lin in linears)
+    return round(lora_rank * (d_in + d_out) / d_out)
+
+
+def resolve_rank(model: nn.Module, rank: int | None) -> int:
+    return rank if rank is not None else matched_rank(model, default_rank(model))
+
+
+def add_adapter_structure(model: nn.Module, rank: int, empty: bool = False):
+    """A peft LoRA with r = α = rank (scaling 1), no dropout, on the decoder linears.
+
+    ``empty`` creates the adapter weights on the meta device (for counting only).
+    """
+    adapted_linears(model)  # a clear error when there is nothing to adapt
+    config = LoraConfig(r=rank, lora_alpha=rank, lora_dropout=0.0, target_modules=lm_linear_regex(model),
+                        bias="none")
+    return get_peft_model(model, config, low_cpu_mem_usage=empty)
+
+
+def select_trainable(model: nn.Module, train_A: bool, projector_lr: float | None) -> list[ParamGroup]:
+    """Freeze everything but B (and A when ``train_A``); the projector trains at ``projector_lr``."""
+    for name, p in model.named_parameters():
+        p.requires_grad_(".lora_B." in name or (train_A and ".lora_A." in name))
+    return projector_groups(model, projector_lr)
+
+
+def count_trainable_with(model: nn.Module, wrap: Callable[[nn.Module], nn.Module]) -> int:
+    """Trainable parameters of ``wrap(model)`` with empty (meta) adapter weights; ``model`` is restored.
+
+    ``wrap`` is the method's own adapter + selection code, so the count is what training would see.
+    """
+    from accelerate import init_empty_weights
+
+    flags = {id(p): p.requires_grad for p in model.parameters()}
+    with init_empty_weights(include_buffers=False):
+        wrapped = wrap(model)
+    try:
+        return count_trainable(wrapped)
+    finally:
+        wrapped.unload()
+        for p in model.parameters():
+            p.requires_grad_(flags.get(id(p), p.requires_grad))
+
+
+def trainable_parameter_count(model: nn.Module, rank: int, train_A: bool = False, projector: bool = True) -> int:
+    """Parameters KORE trains on ``model`` at ``rank`` (B, A when ``train_A``, projector)."""
+
+    def wrap(m: nn.Module) -> nn.Module:
+        wrapped = add_adapter_structure(m, rank, empty=True)
+        select_trainable(wrapped, train_A, 1.0 if projector else None)
+        return wrapped
+
+    return count_trainable_with(model, wrap)
+
+
+def lora_trainable_parameter_count(model: nn.Module, rank: int | None = None, projector: bool = True) -> int:
+    """Parameters the ``lora`` method trains on ``model`` (its ``add_lora`` + projector group)."""
+
+    def wrap(m: nn.Module) -> nn.Module:
+        wrapped = add_lora(m, LoraMethodConfig(rank=rank))
+        projector_groups(wrapped, 1.0 if projector else None)
+        return wrapped
+
+    return count_trainable_with(model, wrap)
+
+
+# ---------------------------------------------------------------- building the adapter
+
+
+@torch.no_grad()
+def add_null_space_adapter(model: nn.Module, covs: Covariances, rank: int,
+                           dtype: torch.dtype = torch.float64):
+    """Wrap ``model`` with the KORE adapter initialised from ``covs``; the function is unchanged."""
+    linears = adapted_linears(model)
+    check_rank(model, rank)
+    for name in linears:
+        if name not in covs:
+            raise KoreBenchError(f"no calibration covariance for layer {name}")
+    peft_model = add_adapter_structure(model, rank)
+    base = unwrap(peft_model)
+    bases: dict[int, torch.Tensor] = {}  # one eigendecomposition per shared covariance
+    for name in linears:
+        layer = base.get_submodule(name)
+        weight = layer.get_base_layer().weight
+        cov = covs[name]
+        if id(cov) not in bases:
+            bases[id(cov)] = null_space_basis(cov.to(weight.device), rank, dtype)
+        b, a, residual = null_space_factors(weight, cov, rank, dtype=dtype, basis=bases[id(cov)], name=name)
+        layer.lora_A[ADAPTER].weight.copy_(a)
+        layer.lora_B[ADAPTER].weight.copy_(b)
+        weight.copy_(residual)
+    return peft_model
+
+
+# ---------------------------------------------------------------- methods
+
+
+def _dtype(name: str, setting: str) -> torch.dtype:
+    value = getattr(torch, name, None)
+    if not isinstance(value, torch.dtype) or not value.is_floating_point:
+        raise KoreBenchError(f"{setting}: {name!r} is not a torch floating-point dtype (e.g. float64, float32)")
+    return value
+
+
+@dataclass
+class KoreConstraintConfig(MethodConfig):
+    lr: float = field(default=2e-2, metadata={"help": "B-only needs ~10x LoRA's lr (derisk.md); paper: 2e-4 at 7B"})
+    epochs: float = field(default=20.0, metadata={"help": "passes over the injection set (as lora)"})
+    rank: int | None = field(default=None, metadata={"help": "None: matched to LoRA's default rank (235 at 7B)"})
+    train_A: bool = field(default=False, metadata={"help": "train the down-projection A too (LoRA-Null v1)"})
+    projector_lr: float | None = field(default=2e-4, metadata={"help": "LLaVA-1.5: 2e-5; tiny: as lora"})
+    calibration_samples: int = field(default=256, metadata={"help": "old-knowledge prompts (paper: 4x64)"})
+    calibration_batch_size: int = field(default=8, metadata={"help": "padded and masked; result as batch 1"})
+    covariance_dtype: str = field(default="float64", metadata={"help": "accumulation precision"})
+    decomposition_dtype: str = field(default="float64", metadata={"help": "eigh/SVD precision (paper: float32)"})
+    cache_covariances: bool = field(default=True, metadata={"help": "reuse covariances from the cache dir"})
+
+
+@dataclass
+class KoreConfig(KoreConstraintConfig):
+    augmenter: str = field(default="template", metadata={"help": "knowledge augmenter: template, llm, kore74k"})
+
+
+@dataclass
+class KoreV1Config(KoreConfig):
+    train_A: bool = field(default=True, metadata={"help": "ablation 'W/o Frozen Matrix A'"})
+
+
+@dataclass
+class KoreAugConfig(LoraMethodConfig):
+    augmenter: str = field(default="template", metadata={"help": "knowledge augmenter: template, llm, kore74k"})
+
+
+def augmented(name: str, ctx: TrainContext) -> list[Sample]:
+    from kore_bench.augment import augment  # another component; imported only when used
+
+    return augment(name, list(ctx.new_data), ctx.world_dir, ctx.seed)
+
+
+@register_method("kore-constraint")
+class KoreConstraint(Method):
+    """The null-space constrained adapter trained on the injection data as given."""
+
+    Config = KoreConstraintConfig
+
+    def training_samples(self, ctx: TrainContext) -> list[Sample]:
+        return list(ctx.new_data)
+
+    def initialise(self, model: nn.Module, processor, ctx: TrainContext):
+        """Every input check, the calibration and the adapter init (before any training)."""
+        cfg = self.config
+        cov_dtype = _dtype(cfg.covariance_dtype, "covariance_dtype")
+        dec_dtype = _dtype(cfg.decomposition_dtype, "decomposition_dtype")
+        rank = resolve_rank(model, cfg.rank)
+        check_rank(model, rank)
+        calibration = draw_calibration(ctx.old_data, cfg.calibration_samples, ctx.seed)
+        cache = None
+        if cfg.cache_covariances:
+            from kore_bench.cache import cache_root
+
+            cache = cache_root() / "covariances"
+        covs = collect_covariances(model, processor, calibration, cfg.calibration_batch_size, cov_dtype,
+                                   cache_dir=cache, model_fingerprint=ctx.base.fingerprint)
+        return add_null_space_adapter(model, covs, rank, dec_dtype)
+
+    def train(self, ctx: TrainContext) -> TrainedModel:
+        model, processor = ctx.base.load(ctx.device)
+        peft_model = self.initialise(model, processor, ctx)
+        samples = self.training_samples(ctx)
+        groups = select_trainable(peft_model, self.config.train_A, self.config.projector_lr)
+        info = train_model(peft_model, processor, samples, self.config, ctx.seed, groups, progress=ctx.progress)
+        self.save(peft_model, ctx.artifact_dir)
+        return TrainedModel(peft_model, processor, info)
+
+    def load(self, ctx: TrainContext) -> TrainedModel:
+        model, processor = ctx.base.load(ctx.device)
+        return TrainedModel(load_with_base_weights(model, ctx.artifact_dir), processor)
+
+    @staticmethod
+    def save(model: nn.Module, artifact_dir) -> None:
+        save_with_base_weights(model, artifact_dir)
+
+
+@register_method("kore")
+class Kore(KoreConstraint):
+    """KORE: augmented injection data + the null-space constraint."""
+
+    Config = KoreConfig
+
+    def training_samples(self, ctx: TrainContext) -> list[Sample]:
+        return augmented(self.config.augmenter, ctx)
+
+
+@register_method("kore-v1")
+class KoreV1(Kore):
+    """KORE with A trainable as well (LoRA-Null v1; paper ablation 'W/o Frozen Matrix A')."""
+
+    Config = KoreV1Config
+
+
+@register_method("kore-aug")
+class KoreAug(LoRA):
+    """KORE's augmentation with plain LoRA (LoRA's rank = the budget KORE's default rank matches)."""
+
+    Config = KoreAugConfig
+
+    def train(self, ctx: TrainContext) -> TrainedModel:
+        return self.train_on(ctx, augmented(self.config.augmenter, ctx))
