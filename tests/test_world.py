@@ -272,6 +272,7 @@ def test_skill_scenes_disjoint_across_splits(exported):
             assert owner.setdefault(it.key, it.split) == it.split, (skill, it.key)
         counts = Counter(it.split for it in items)
         assert counts["test"] == PRESETS["micro"].skill_test and counts["dev"] == PRESETS["micro"].skill_dev
+        assert counts["train"] >= PRESETS["micro"].skill_train
     # a crowded scene space (~850 sums, 800 items) forces collisions that the generator must refuse
     crowded = generate_skill("reasoning", random.Random(0), n_test=300, n_dev=100, n_train=400)
     by_split = {s: {it.key for it in crowded if it.split == s} for s in SPLITS}

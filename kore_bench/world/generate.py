@@ -18,7 +18,7 @@ from .names import NameGenerator
 from .presets import PRESETS, WorldPreset
 from .render import ENTITY_COLOURS, MARKS, PATTERNS, SILHOUETTES, Appearance, View, render_entity, sample_view
 from .seeding import derive_seed, np_rng, py_rng
-from .skills import SKILLS, SkillItem, generate_skill
+from .skills import SKILLS, TRAIN_WEIGHT, SkillItem, generate_skill
 
 N_VIEWS = 9
 VIEW_SPLITS = {"train": (0, 1, 2, 3, 4, 5), "dev": (6,), "test": (7, 8)}
@@ -180,7 +180,7 @@ def generate(preset: str, seed: int | None = None) -> World:
     p = PRESETS[preset]
     seed = p.seed if seed is None else int(seed)
     entities, countries = _entities(p, seed)
-    skills = {s: generate_skill(s, py_rng(seed, "skill", s), p.skill_test, p.skill_dev, p.skill_train)
-              for s in SKILLS}
+    skills = {s: generate_skill(s, py_rng(seed, "skill", s), p.skill_test, p.skill_dev,
+                                round(p.skill_train * TRAIN_WEIGHT.get(s, 1.0))) for s in SKILLS}
     return World(preset=p, seed=seed, entities=entities, countries=countries, skills=skills)
 

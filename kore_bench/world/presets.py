@@ -23,8 +23,8 @@ class WorldPreset:
 
 
 PRESETS: dict[str, WorldPreset] = {p.name: p for p in [
-    WorldPreset("micro", old=(3, 3, 2), new=(2, 1, 1), skill_test=8, skill_dev=4, skill_train=12,
-                old_facts_dev=8, describe_per_entity=1, qa_per_fact=2, multi_turn_per_entity=1,
+    WorldPreset("micro", old=(3, 3, 2), new=(2, 1, 1), skill_test=8, skill_dev=4, skill_train=60,
+                old_facts_dev=8, describe_per_entity=2, qa_per_fact=6, multi_turn_per_entity=2,
                 summary="tests: 8 old + 4 new entities, tens of skill items"),
     WorldPreset("small", old=(12, 10, 10), new=(5, 4, 3), skill_test=40, skill_dev=16, skill_train=150,
                 old_facts_dev=40, describe_per_entity=2, qa_per_fact=6, multi_turn_per_entity=2,

@@ -308,12 +308,13 @@ def render_shapes(shapes: tuple[ShapeSpec, ...], seed: int) -> Image.Image:
 
 
 def render_text(text: str, colour: str, x: int, y: int, seed: int) -> Image.Image:
-    """``text`` in the bitmap font (2 px per font pixel) at top-left (x, y); contrasting background."""
+    """``text`` in the bitmap font (2 px per font pixel, characters 16 px apart) at top-left (x, y),
+    on a contrasting background."""
     rng = np.random.default_rng(seed)
     rgb = np.array(SKILL_COLOURS[colour], dtype=float)
     light = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2] > 128
     bg = background(rng, value=(0.12, 0.35) if light else (0.68, 0.92), max_sat=0.2)
-    mask = text_mask(text)
+    mask = text_mask(text, scale=2, gap=3)
     img = bg.copy()
     h, w = mask.shape
     img[y:y + h, x:x + w][mask] = rgb

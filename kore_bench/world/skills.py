@@ -25,13 +25,14 @@ GRID_NAMES = {(0, 0): "top left", (1, 0): "top", (2, 0): "top right",
               (0, 2): "bottom left", (1, 2): "bottom", (2, 2): "bottom right"}
 POSITION_NAMES = tuple(GRID_NAMES.values())
 _CELL_CENTRES = (6.0, 16.0, 26.0)
+QUADRANTS = {(0, 0): "top left", (1, 0): "top right", (0, 1): "bottom left", (1, 1): "bottom right"}
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 SKILLS = ("perception", "counting", "ocr", "hallucination", "reasoning", "dialogue", "instruction")
 SKILL_DESCRIPTIONS = {
     "perception": "colour, shape or position of one shape; multiple choice A-D",
-    "counting": "number of shapes (1-4)",
-    "ocr": "a two-character code rendered in a bitmap font",
+    "counting": "number of shapes (1-4, one per quadrant)",
+    "ocr": "a two-character code (digits, capitals but I/O/Q) in a bitmap font",
     "hallucination": "POPE-style 'Is there a <shape> in the image?', balanced yes/no",
     "reasoning": "text-only addition of a one- or two-digit and a one-digit number",
     "dialogue": "two turns; the final question refers to the shape chosen in the first turn",
@@ -98,13 +99,14 @@ def _single(rng: random.Random) -> tuple[tuple, ShapeSpec]:
 
 
 def _several(rng: random.Random, n: int, distinct_shapes: bool = False) -> tuple[tuple, tuple[ShapeSpec, ...]]:
-    cells = rng.sample(list(GRID_NAMES), n)
+    """``n`` shapes in distinct quadrants. Quadrants are 16 px, i.e. 2x2 patches of a patch-8 ViT,
+    and a shape (half-size <= 5.2 px, jitter <= 1.5 px) never leaves its quadrant."""
+    cells = rng.sample(list(QUADRANTS), n)
     kinds = rng.sample(SHAPE_NAMES, n) if distinct_shapes else [rng.choice(SHAPE_NAMES) for _ in cells]
-    # Half-size <= 4 px and jitter <= 0.8 px keep neighbouring cells' shapes apart.
-    specs = tuple(ShapeSpec(k, rng.choice(COLOUR_NAMES), _CELL_CENTRES[c[0]] + rng.uniform(-0.8, 0.8),
-                            _CELL_CENTRES[c[1]] + rng.uniform(-0.8, 0.8), rng.uniform(3.4, 4.0), rng.uniform(-8, 8))
+    specs = tuple(ShapeSpec(k, rng.choice(COLOUR_NAMES), 8 + 16 * c[0] + rng.uniform(-1.5, 1.5),
+                            8 + 16 * c[1] + rng.uniform(-1.5, 1.5), rng.uniform(4.2, 5.2), rng.uniform(-8, 8))
                   for c, k in zip(cells, kinds))
-    key = tuple(sorted((GRID_NAMES[c], s.shape, s.colour) for c, s in zip(cells, specs)))
+    key = tuple(sorted((QUADRANTS[c], s.shape, s.colour) for c, s in zip(cells, specs)))
     return key, specs
 
 
@@ -143,8 +145,11 @@ def _counting(rng: random.Random, i: int, n: int):
 
 
 def _ocr(rng: random.Random, i: int, n: int):
+    # Black or white text at a fixed place, each character in its own 16 px half (2x2 patches):
+    # a tiny ViT probe read held-out codes at 86 % after 1000 training items, but at 0 % with
+    # coloured text at random offsets. Scenes still differ in code, background and noise.
     code = rng.choice(ALPHABET) + rng.choice(ALPHABET)
-    scene = TextScene(code, rng.choice(COLOUR_NAMES), rng.randint(1, 9), rng.randint(1, 17), rng.getrandbits(63))
+    scene = TextScene(code, rng.choice(("black", "white")), 3, 9, rng.getrandbits(63))
     return (code,), lambda id_, split: SkillItem(id_, "ocr", split, (code,),
                                                  short("What text is written in the image?"), code, scene)
 
@@ -185,7 +190,7 @@ def _dialogue(rng: random.Random, i: int, n: int):
     kinds, colours = rng.sample(SHAPE_NAMES, 2), rng.sample(COLOUR_NAMES, 2)
     specs, attrs = [], []
     for j, side in enumerate(sides):
-        along, across = (7.0 if j == 0 else 25.0) + rng.uniform(-1, 1), rng.uniform(10, 22)
+        along, across = (8.0 if j == 0 else 24.0) + rng.uniform(-1, 1), rng.uniform(10, 22)
         cx, cy = (along, across) if sides[0] == "left" else (across, along)
         specs.append(ShapeSpec(kinds[j], colours[j], cx, cy, rng.uniform(4.8, 5.8), rng.uniform(-8, 8)))
         attrs.append({"shape": kinds[j], "colour": colours[j], "position": side})
@@ -224,6 +229,10 @@ MAKERS: dict[str, Maker] = {
     "perception": _perception, "counting": _counting, "ocr": _ocr, "hallucination": _hallucination,
     "reasoning": _reasoning, "dialogue": _dialogue, "instruction": _instruction,
 }
+
+
+# Training items per skill, relative to the preset's ``skill_train`` (OCR needs more to generalise).
+TRAIN_WEIGHT = {"ocr": 2.0}
 
 
 def generate_skill(skill: str, rng: random.Random, n_test: int, n_dev: int, n_train: int) -> list[SkillItem]:
