@@ -22,8 +22,18 @@ def cache_root() -> Path:
     return Path(os.environ.get("KORE_BENCH_CACHE", Path.home() / ".cache" / "kore-bench"))
 
 
+def world_code_fingerprint() -> str:
+    """A hash of the world generator's source: a changed generator means a different world."""
+    import kore_bench.world as world
+
+    h = hashlib.sha256()
+    for path in sorted(Path(world.__file__).parent.glob("*.py")):
+        h.update(path.name.encode() + path.read_bytes())
+    return h.hexdigest()[:10]
+
+
 def world_dir(preset: str, seed: int | None = None) -> Path:
-    """The exported world for (preset, seed), generated on first use."""
+    """The exported world for (preset, seed, generator version), generated on first use."""
     from .world import PRESETS, export_world
 
     if preset not in PRESETS:
@@ -31,7 +41,7 @@ def world_dir(preset: str, seed: int | None = None) -> Path:
 
         raise UnknownNameError("world preset", preset, PRESETS)
     seed = PRESETS[preset].seed if seed is None else seed
-    target = cache_root() / "worlds" / f"{preset}-seed{seed}"
+    target = cache_root() / "worlds" / f"{preset}-seed{seed}-{world_code_fingerprint()}"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
