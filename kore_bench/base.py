@@ -62,7 +62,8 @@ def base_fingerprint(world: str, arch: str, seed: int | None = None) -> str:
     recipe = _recipe(world)
     world_seed = PRESETS[world].seed if seed is None else seed
     size = dataclasses.asdict(SIZES[recipe.model_size])
-    return fingerprint("kore-tiny", RECIPE_VERSION, world, world_seed, cache.world_code_fingerprint(), arch, size,
+    return fingerprint("kore-tiny", RECIPE_VERSION, world, world_seed, cache.world_code_fingerprint(),
+                       cache.code_fingerprint("models/tokenizer.py", "models/tiny.py", "train.py", "encoding.py"), arch, size,
                        dataclasses.asdict(recipe))
 
 

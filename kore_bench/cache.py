@@ -22,14 +22,20 @@ def cache_root() -> Path:
     return Path(os.environ.get("KORE_BENCH_CACHE", Path.home() / ".cache" / "kore-bench"))
 
 
-def world_code_fingerprint() -> str:
-    """A hash of the world generator's source: a changed generator means a different world."""
-    import kore_bench.world as world
-
+def code_fingerprint(*relative_paths: str) -> str:
+    """A hash of the named package sources (files or folders, relative to ``kore_bench/``)."""
+    root = Path(__file__).resolve().parent
     h = hashlib.sha256()
-    for path in sorted(Path(world.__file__).parent.glob("*.py")):
-        h.update(path.name.encode() + path.read_bytes())
+    for rel in relative_paths:
+        path = root / rel
+        for file in sorted(path.glob("*.py")) if path.is_dir() else [path]:
+            h.update(rel.encode() + file.name.encode() + file.read_bytes())
     return h.hexdigest()[:10]
+
+
+def world_code_fingerprint() -> str:
+    """A changed world generator means a different world."""
+    return code_fingerprint("world")
 
 
 def world_dir(preset: str, seed: int | None = None) -> Path:
