@@ -160,23 +160,31 @@ def _pad_id(processor) -> int:
 
 
 class _progress:
-    """A rich progress bar showing the running loss (silent when disabled)."""
+    """A live bar with the running loss on a terminal; a line every 10 % of the steps otherwise."""
 
     def __init__(self, total: int, enabled: bool):
-        self.bar = None
-        if enabled:
+        from rich.console import Console
+
+        self.bar, self.total, self.done, self.console = None, total, 0, Console(stderr=True)
+        self.enabled, self.started = enabled, time.perf_counter()
+        if enabled and self.console.is_terminal:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             self.bar = Progress(
                 TextColumn("train"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("loss {task.fields[loss]:.3f}"), TimeRemainingColumn(), transient=True,
+                TextColumn("loss {task.fields[loss]:.3f}"), TimeRemainingColumn(),
+                console=self.console, transient=True,
             )
             self.task = self.bar.add_task("train", total=total, loss=float("nan"))
             self.bar.start()
 
     def advance(self, loss: float) -> None:
+        self.done += 1
         if self.bar is not None:
             self.bar.update(self.task, advance=1, loss=loss)
+        elif self.enabled and (self.done % max(1, self.total // 10) == 0 or self.done == self.total):
+            elapsed = time.perf_counter() - self.started
+            self.console.print(f"  step {self.done}/{self.total}  loss {loss:.3f}  {elapsed:.0f} s")
 
     def close(self) -> None:
         if self.bar is not None:
