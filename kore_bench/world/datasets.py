@@ -6,13 +6,12 @@ in test records.
 """
 from __future__ import annotations
 
-import random
 from typing import Any
 
 from ..data import IMAGE_TOKEN, format_multiple_choice
 from . import facts as F
 from .generate import VIEW_SPLITS, Entity, World
-from .seeding import py_rng
+from .seeding import deal, py_rng
 from .skills import SkillItem
 
 Record = dict[str, Any]
@@ -94,15 +93,6 @@ def skill_conversation(it: SkillItem) -> Record:
     return r | {"conversations": conv, "category": it.skill}
 
 
-def _cycle(rng: random.Random, values: tuple | list, n: int) -> list:
-    out: list = []
-    while len(out) < n:
-        deck = list(values)
-        rng.shuffle(deck)
-        out += deck
-    return out[:n]
-
-
 def pretraining_records(world: World) -> list[Record]:
     """``train/old_knowledge.json``: the base model's training set and the later replay pool.
 
@@ -115,20 +105,20 @@ def pretraining_records(world: World) -> list[Record]:
     train_views = VIEW_SPLITS["train"]
     for e in world.old:
         img = lambda k: e.view_path(k)  # noqa: E731
-        for j, (k, prompt) in enumerate(zip(_cycle(rng, train_views, p.describe_per_entity),
-                                            _cycle(rng, F.DESCRIBE_PROMPTS, p.describe_per_entity))):
+        for j, (k, prompt) in enumerate(zip(deal(rng, train_views, p.describe_per_entity),
+                                            deal(rng, F.DESCRIBE_PROMPTS, p.describe_per_entity))):
             out.append({"id": f"{e.id}-describe-{j}", "image": img(k),
                         "conversations": [_human(F.fill(prompt, e.type), True), _gpt(e.description)],
                         "category": "old_knowledge"})
         rels = F.relations_for(e.type)
         for rel in rels:
-            views = _cycle(rng, train_views, p.qa_per_fact)
-            tpls = _cycle(rng, F.RELATIONS[rel].train, p.qa_per_fact)
+            views = deal(rng, train_views, p.qa_per_fact)
+            tpls = deal(rng, F.RELATIONS[rel].train, p.qa_per_fact)
             for j, (k, tpl) in enumerate(zip(views, tpls)):
                 out.append({"id": f"{e.id}-{rel}-{j}", "image": img(k),
                             "conversations": [_human(F.question_text(tpl, e.type), True), _gpt(e.answer(rel))],
                             "category": "old_knowledge"})
-        for j, k in enumerate(_cycle(rng, train_views, p.multi_turn_per_entity)):
+        for j, k in enumerate(deal(rng, train_views, p.multi_turn_per_entity)):
             conv: list[dict[str, str]] = []
             for t, rel in enumerate(rng.sample(rels, rng.randint(2, 3))):
                 tpl = rng.choice(F.RELATIONS[rel].train)

@@ -6,7 +6,6 @@ born in an old city and works for an old organisation), as emerging real-world k
 from __future__ import annotations
 
 import itertools
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from . import facts as F
 from .names import NameGenerator
 from .presets import PRESETS, WorldPreset
 from .render import ENTITY_COLOURS, MARKS, PATTERNS, SILHOUETTES, Appearance, View, render_entity, sample_view
-from .seeding import derive_seed, np_rng, py_rng
+from .seeding import deal, derive_seed, np_rng, py_rng
 from .skills import SKILLS, TRAIN_WEIGHT, SkillItem, generate_skill
 
 N_VIEWS = 9
@@ -97,16 +96,6 @@ class World:
 
 
 # ------------------------------------------------------------------ generation
-def _deal(rng: random.Random, values: list, n: int) -> list:
-    """``n`` values dealt from repeatedly shuffled decks: every value used about equally often."""
-    out: list = []
-    while len(out) < n:
-        deck = list(values)
-        rng.shuffle(deck)
-        out += deck
-    return out[:n]
-
-
 def _appearances(types: list[str], seed: int) -> list[Appearance]:
     """Greedy random appearances, pairwise far apart in trait space.
 
@@ -155,16 +144,16 @@ def _entities(preset: WorldPreset, seed: int) -> tuple[list[Entity], list[str]]:
     for split in ("old", "new"):  # old first: organisations' founding years need founders' birth years
         group = {t: [e for e in ents if e.split == split and e.type == t] for t in F.ENTITY_TYPES}
         persons, orgs, places = group["person"], group["organisation"], group["place"]
-        for e, c, o, j in zip(persons, _deal(rng, old["place"], len(persons)),
-                              _deal(rng, old["organisation"], len(persons)), _deal(rng, F.OCCUPATIONS, len(persons))):
+        for e, c, o, j in zip(persons, deal(rng, old["place"], len(persons)),
+                              deal(rng, old["organisation"], len(persons)), deal(rng, F.OCCUPATIONS, len(persons))):
             e.facts = [Fact("birth_city", c.name, c.id), Fact("birth_year", str(rng.randint(*F.PERSON_BIRTH_YEARS))),
                        Fact("occupation", j), Fact("employer", o.name, o.id)]
-        for e, h, f, ind in zip(orgs, _deal(rng, old["place"], len(orgs)), _deal(rng, old["person"], len(orgs)),
-                                _deal(rng, F.INDUSTRIES, len(orgs))):
+        for e, h, f, ind in zip(orgs, deal(rng, old["place"], len(orgs)), deal(rng, old["person"], len(orgs)),
+                                deal(rng, F.INDUSTRIES, len(orgs))):
             year = int(f.answer("birth_year")) + rng.randint(*F.ORG_FOUNDING_OFFSET)
             e.facts = [Fact("headquarters", h.name, h.id), Fact("founder", f.name, f.id),
                        Fact("founding_year", str(year)), Fact("industry", ind)]
-        for e, c, m in zip(places, _deal(rng, countries, len(places)), _deal(rng, old["person"], len(places))):
+        for e, c, m in zip(places, deal(rng, countries, len(places)), deal(rng, old["person"], len(places))):
             e.facts = [Fact("country", c), Fact("founding_year", str(rng.randint(*F.PLACE_FOUNDING_YEARS))),
                        Fact("mayor", m.name, m.id)]
     for e in ents:

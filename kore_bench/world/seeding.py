@@ -22,6 +22,16 @@ def py_rng(*parts: object) -> random.Random:
     return random.Random(derive_seed(*parts))
 
 
+def deal(rng: random.Random, values, n: int) -> list:
+    """``n`` values dealt from repeatedly shuffled decks: every value used about equally often."""
+    out: list = []
+    while len(out) < n:
+        deck = list(values)
+        rng.shuffle(deck)
+        out += deck
+    return out[:n]
+
+
 def np_rng(*parts: object) -> np.random.Generator:
     """A numpy ``Generator`` seeded from ``parts``."""
     return np.random.default_rng(derive_seed(*parts))
