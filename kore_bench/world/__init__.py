@@ -7,8 +7,8 @@ and general skills, exported in EVOKE / VLMEvalKit / LLaVA formats.
 """
 from .export import export_world
 from .generate import N_VIEWS, VIEW_SPLITS, Entity, Fact, World, generate
-from .presets import PRESETS, WorldPreset
+from .presets import GENERATOR_VERSION, PRESETS, WorldPreset
 from .skills import SKILLS
 
-__all__ = ["PRESETS", "WorldPreset", "World", "Entity", "Fact", "generate", "export_world",
+__all__ = ["GENERATOR_VERSION", "PRESETS", "WorldPreset", "World", "Entity", "Fact", "generate", "export_world",
            "SKILLS", "N_VIEWS", "VIEW_SPLITS"]

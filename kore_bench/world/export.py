@@ -30,6 +30,7 @@ from . import render
 from .datasets import (evoke_records, injection_records, old_fact_records, pretraining_records,
                        skill_records)
 from .generate import N_VIEWS, VIEW_SPLITS, World, generate
+from .presets import GENERATOR_VERSION
 from .skills import SKILL_DESCRIPTIONS, SkillItem
 
 FORMAT = "kore-bench-world/1"
@@ -131,6 +132,7 @@ def world_json(world: World) -> dict[str, Any]:
 
     return {
         "format": FORMAT,
+        "generator_version": GENERATOR_VERSION,
         "preset": world.preset.name,
         "seed": world.seed,
         "entities": [{

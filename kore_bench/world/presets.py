@@ -3,6 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Bumped whenever the same (preset, seed) would export different files: caches of exported worlds
+# and of models trained on them should include it in their keys.
+GENERATOR_VERSION = 1
+
 
 @dataclass(frozen=True)
 class WorldPreset:
