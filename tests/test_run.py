@@ -54,8 +54,8 @@ def test_run_writes_the_contract_files(reference_run):
     # the aggregates follow the paper's formulas
     for r in board.values():
         ka, kr, avg = float(r["K.A"]), float(r["K.R"]), float(r["Avg"])
-        assert abs(ka - (float(r["CEM"]) + float(r["F1"])) / 2) < 1e-6
-        assert abs(avg - (ka + kr) / 2) < 1e-6
+        assert abs(ka - (float(r["CEM"]) + float(r["F1"])) / 2) < 1e-3  # the csv keeps 4 decimals
+        assert abs(avg - (ka + kr) / 2) < 1e-3  # the csv keeps 4 decimals
 
 
 def test_injection_raises_adaptation_above_base(reference_run):
