@@ -20,6 +20,10 @@ physical limit is a forward-only pass over the same tokens: each prompt plus the
 generated for it (but the last, which is never fed back), in batches of the same size, without
 any generation loop; "generation reaches X %" is that forward's time over the generator's.
 
+lm-eval caveat: HF ``generate`` lets a generation config's ``max_new_tokens`` (kore-tiny's says 32)
+override the ``max_length`` that ``HFLM`` derives from ``max_gen_toks``, so ``HFLM`` would generate 32
+tokens; the bench clears it for the lm-eval runs (and restores it) so all three stop at the same length.
+
 ``--random-init`` skips pre-training: answers are garbage (and usually run to ``max_new_tokens``)
 but speed and agreement are still measured. Without it the cached base of ``--world`` is used (and
 built on first use), so answers are real and the exact-match scores are shown too.
@@ -257,7 +261,8 @@ def main() -> None:
 
     for kind, task in (("text", args.text_task), ("image", args.image_task)):
         samples, unique, max_new = task_samples(args.world, task, args.samples)
-        print(f"\n{kind} task {task!r}: {unique} distinct samples repeated to {len(samples)}, "
+        how = "repeated to" if len(samples) > unique else "of which the first"
+        print(f"\n{kind} task {task!r}: {unique} distinct samples {how} {len(samples)}, "
               f"max_new_tokens {max_new}" + (f", lm-eval until={until}" if kind == "text" else ""))
         generated: list = []
         naive_ref = run_naive(model, processor, samples, max_new, keep_ids=generated)  # warm-up + floor tokens
