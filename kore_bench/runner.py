@@ -170,6 +170,9 @@ def _run_method(cfg: RunConfig, prep: Prepared, run_dir: RunDir, name: str, meth
     else:
         run_dir.set_status(f"{name}/seed{seed}", "training")
         console.print(f"[bold]{name}[/] (seed {seed}): training on {len(prep.new_train)} samples")
+        import torch
+
+        torch.manual_seed(seed)  # adapter inits (LoRA's A ...) happen before the trainer seeds
         trained = method.train(ctx)
         train_info = trained.info.to_dict() if trained.info else None
         atomic_write_json(stamp, {"fingerprint": train_fp, "train_info": train_info})
