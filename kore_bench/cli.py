@@ -60,6 +60,9 @@ def run(
     set_: list[str] = typer.Option([], "--set", help="method setting, e.g. --set lora.lr=1e-3 (repeatable)"),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda if available)"),
     progress: bool = typer.Option(True, help="show progress bars"),
+    split: str = typer.Option("test", help="test (reported scores) or dev (selection only)"),
+    dev_share: float = typer.Option(0.1, help="data without a dev split: seeded share held out as dev (not tested)"),
+    dev_seed: int = typer.Option(0, help="seed of that hold-out"),
 ) -> None:
     """Train every method from the same base, evaluate all uniformly, write the leaderboard."""
     from .runner import RunConfig
@@ -71,6 +74,7 @@ def run(
         output=output or Path("runs") / (Path(model).name if model else f"{world}-{arch}"),
         new=new, retention=_csv(retention), limit=limit, batch_size=batch_size,
         include_paths=list(include_path), method_args=_parse_sets(set_), device=device, progress=progress,
+        split=split, dev_share=dev_share, dev_seed=dev_seed,
     )
     path = run_benchmark(cfg, console)
     out.print(f"results: {path}")

@@ -12,6 +12,7 @@ import csv
 import hashlib
 import io
 import json
+import random
 import sys
 import zipfile
 from collections.abc import Iterator, Sequence
@@ -575,3 +576,24 @@ def select_split(samples: Sequence[Sample], split: str) -> list[Sample]:
     if samples and not chosen:
         raise UnknownNameError("split", split, {s.meta.get("split", "test") for s in samples})
     return chosen
+
+
+def hold_out_dev(samples: Sequence[Sample], share: float, seed: int, salt: str = "") -> list[Sample]:
+    """A seeded dev hold-out for evaluation data that has no dev split of its own.
+
+    When no sample is marked ``dev`` and ``share > 0``, ``round(share · n)`` of the n test samples
+    (at least one, and never all of them) are chosen with ``seed`` and ``salt`` (e.g. the suite and
+    task) from the samples sorted by id, and marked ``meta["split"] = "dev"``: they are used for
+    selection only and leave the test split. Data with its own dev split comes back unchanged.
+    """
+    if share <= 0 or any(s.meta.get("split") == "dev" for s in samples):
+        return list(samples)
+    if not 0 < share < 1:
+        raise DataError(f"the dev share must be between 0 and 1, got {share}")
+    test = sorted((s for s in samples if s.meta.get("split", "test") == "test"), key=lambda s: s.id)
+    if len(test) < 2:
+        return list(samples)
+    k = min(len(test) - 1, max(1, round(share * len(test))))
+    dev_ids = {s.id for s in random.Random(f"dev-holdout:{seed}:{salt}").sample(test, k)}
+    return [Sample(s.id, s.messages, s.image, s.answer, s.choices, s.category, s.source,
+                   {**s.meta, "split": "dev", "dev_holdout": True}) if s.id in dev_ids else s for s in samples]

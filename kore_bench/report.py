@@ -16,6 +16,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from .errors import KoreBenchError
 from .store import atomic_write_text, read_json
 
 MAIN = ["CEM", "F1", "K.A", "K.R", "Avg"]
@@ -60,7 +61,12 @@ def per_seed(scores: pd.DataFrame) -> pd.DataFrame:
 def leaderboard(run: Path) -> pd.DataFrame:
     """The contract table (see module docstring)."""
     run = Path(run)
-    seeds = per_seed(tidy_scores(run))
+    scores = tidy_scores(run)
+    splits = sorted(set(scores.split))
+    if len(splits) > 1:
+        raise KoreBenchError(f"{run} mixes results of the {' and '.join(splits)} splits; a leaderboard reports "
+                             "one split (dev scores select settings, test scores are reported)")
+    seeds = per_seed(scores)
     manifest = read_json(run / "manifest.json") if (run / "manifest.json").exists() else {}
     order = list(dict.fromkeys(["base", *manifest.get("config", {}).get("methods", [])]))
     info = _train_info(run)
@@ -190,7 +196,9 @@ def write_reports(run: Path, console: Console | None = None) -> pd.DataFrame:
     atomic_write_text(run / "leaderboard.tex", to_latex(table))
     _plot(table, run / "adaptation_retention.png")
     if console is not None:
-        console.print(to_rich(table, title=f"kore-bench — {run}"))
+        split = set(scores.split)
+        note = " (dev split: for selection, not a test score)" if split == {"dev"} else ""
+        console.print(to_rich(table, title=f"kore-bench — {run}{note}"))
         failed = table[table.status.str.startswith("failed")]
         for _, r in failed.iterrows():
             console.print(f"[red]{r.method}: {r.status}[/]")

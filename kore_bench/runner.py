@@ -38,7 +38,9 @@ class RunConfig:
     new: str = "world-new"
     retention: list[str] = field(default_factory=lambda: ["world-retention"])
     limit: int | None = None
-    split: str = "test"
+    split: str = "test"  # test: reported scores; dev: selection (tune) only
+    dev_share: float = 0.1  # evaluation data without a dev split: seeded share held out as dev, not tested
+    dev_seed: int = 0
     batch_size: int = 32
     include_paths: list[Path] = field(default_factory=list)
     method_args: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -56,9 +58,15 @@ class Prepared:
     new_train: list[Sample]
     old_pool: list[Sample]
     world_dir: Path | None
+    splits: dict[str, dict[str, Any]] = field(default_factory=dict)  # suite → task → dev/test counts
+
+
+SPLITS = ("dev", "test")
 
 
 def prepare(cfg: RunConfig, console: Console) -> Prepared:
+    if cfg.split not in SPLITS:
+        raise KoreBenchError(f"split must be one of {', '.join(SPLITS)}, not {cfg.split!r}")
     registry = load_methods(cfg.include_paths)
     names = list(dict.fromkeys([REFERENCE_METHOD, *cfg.methods]))
     methods = {n: registry.get(n).from_overrides(cfg.method_args.get(n, {})) for n in names}
@@ -67,6 +75,7 @@ def prepare(cfg: RunConfig, console: Console) -> Prepared:
     available = load_suites(cfg.include_paths)
     suites = [resolve_suite(cfg.new, available, "new_knowledge")]
     suites += [resolve_suite(r, available, "retention") for r in cfg.retention]
+    suites = [s.with_dev_holdout(cfg.dev_share, cfg.dev_seed) for s in suites]
     world_dir = None
     if any("world" in s.needs for s in suites):
         from .cache import world_dir as export
@@ -78,7 +87,8 @@ def prepare(cfg: RunConfig, console: Console) -> Prepared:
     if not new_train:
         raise KoreBenchError(f"suite {suites[0].name!r} has no training data to inject")
     old_pool = [s for suite in suites[1:] for s in suite.train_samples()]
-    return Prepared(methods, suites, base, new_train, old_pool, world_dir)
+    splits = {s.name: s.split_summary() for s in suites}
+    return Prepared(methods, suites, base, new_train, old_pool, world_dir, splits)
 
 
 def code_version(method: Method) -> str:
@@ -121,12 +131,16 @@ def run(cfg: RunConfig, console: Console | None = None) -> Path:
     run_dir = RunDir(cfg.output)
     data_fp = samples_fingerprint(prep.new_train + prep.old_pool)
     with run_dir.locked():
+        earlier = run_dir.manifest().get("config", {}).get("split")
+        if earlier and earlier != cfg.split:
+            raise KoreBenchError(f"{run_dir.path} holds {earlier} results; write {cfg.split} results to another "
+                                 "--output (dev and test scores never share a run)")
         run_dir.update_manifest(
             kore_bench=kore_bench.__version__, started=time.strftime("%Y-%m-%dT%H:%M:%S"),
             config={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(cfg).items()},
             base={"path": prep.base.path, "fingerprint": prep.base.fingerprint, "description": prep.base.description},
             world_dir=str(prep.world_dir) if prep.world_dir else None, data_fingerprint=data_fp,
-            suites=[s.name for s in prep.suites], **environment(),
+            suites=[s.name for s in prep.suites], splits=prep.splits, **environment(),
         )
         failures = {}
         for name, method in prep.methods.items():
@@ -153,7 +167,8 @@ def _run_method(cfg: RunConfig, prep: Prepared, run_dir: RunDir, name: str, meth
                 seed: int, data_fp: str, console: Console) -> None:
     train_fp = fingerprint(name, method.config_dict(), prep.base.fingerprint, data_fp, seed, code_version(method))
     units = {Unit(name, seed, s.name): s for s in prep.suites}
-    unit_fp = {u: fingerprint(train_fp, s.name, [t.__dict__ for t in s.tasks], cfg.limit, cfg.split)
+    unit_fp = {u: fingerprint(train_fp, s.name, [t.__dict__ for t in s.tasks], cfg.limit, cfg.split,
+                              *_holdout_key(prep.splits.get(s.name, {})))
                for u, s in units.items()}
     todo = [u for u in units if not run_dir.finished(u, unit_fp[u])]
     if not todo:
@@ -178,6 +193,13 @@ def _run_method(cfg: RunConfig, prep: Prepared, run_dir: RunDir, name: str, meth
         atomic_write_json(stamp, {"fingerprint": train_fp, "train_info": train_info})
     _evaluate_units(cfg, run_dir, todo, units, unit_fp, trained, method, train_info, console)
     run_dir.set_status(f"{name}/seed{seed}", "done")
+
+
+def _holdout_key(split_summary: dict[str, dict[str, Any]]) -> list[Any]:
+    """What a seeded dev hold-out changes about a suite's splits (nothing for data with its own dev
+    split, so those fingerprints stay as they were)."""
+    held = {t: (v["dev_share"], v["dev_seed"]) for t, v in split_summary.items() if "dev_share" in v}
+    return [held] if held else []
 
 
 def _evaluate_units(cfg, run_dir, todo, units, unit_fp, trained: TrainedModel, method: Method,

@@ -19,6 +19,7 @@ exported embedded world) and ``{path}`` (given by the user as ``--new evoke:/dat
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,11 +60,16 @@ class Suite:
     description: str = ""
     file: Path | None = None
     variables: dict[str, str] = field(default_factory=dict)
+    dev_share: float = 0.0  # seeded dev hold-out of tasks without a dev split (data.hold_out_dev)
+    dev_seed: int = 0
 
     def with_variables(self, **variables: str) -> "Suite":
         """A copy whose ``{name}`` placeholders will be filled from ``variables``."""
-        return Suite(self.name, self.role, self.tasks, self.train, self.description, self.file,
-                     {**self.variables, **{k: str(v) for k, v in variables.items()}})
+        return dataclasses.replace(self, variables={**self.variables, **{k: str(v) for k, v in variables.items()}})
+
+    def with_dev_holdout(self, share: float, seed: int) -> "Suite":
+        """A copy that holds out ``share`` of each dev-less task's test samples as its dev split."""
+        return dataclasses.replace(self, dev_share=share, dev_seed=seed)
 
     @property
     def needs(self) -> set[str]:
@@ -84,11 +90,34 @@ class Suite:
         return load_source(self._fill(self.train)) if self.train else []
 
     def task_samples(self, task: TaskSpec, split: str | None = None) -> list[Sample]:
-        samples = load_source(self._fill(task.source))
+        samples = self._split_samples(task)
         samples = loaders.select_split(samples, split or task.split)
         if task.prompt:
             samples = [_apply_prompt(s, task.prompt) for s in samples]
         return samples
+
+    def _split_samples(self, task: TaskSpec) -> list[Sample]:
+        samples = load_source(self._fill(task.source))
+        return loaders.hold_out_dev(samples, self.dev_share, self.dev_seed, f"{self.name}/{task.name}")
+
+    def split_summary(self) -> dict[str, dict[str, Any]]:
+        """Per task: dev and test sample counts and where the dev split comes from (recorded in
+        manifests, so a reader knows which items selection saw)."""
+        out = {}
+        for task in self.tasks:
+            samples = self._split_samples(task)
+            held = [s for s in samples if s.meta.get("dev_holdout")]
+            out[task.name] = {
+                "dev": sum(s.meta.get("split") == "dev" for s in samples),
+                "test": sum(s.meta.get("split", "test") == "test" for s in samples),
+                "dev_source": ("held out" if held else "data") if any(s.meta.get("split") == "dev" for s in samples)
+                else "none",
+            }
+            if held:
+                out[task.name].update(dev_share=self.dev_share, dev_seed=self.dev_seed,
+                                      dev_ids_sha=hashlib.sha256("\n".join(sorted(s.id for s in held)).encode()
+                                                                 ).hexdigest()[:16])
+        return out
 
 
 def _apply_prompt(sample: Sample, template: str) -> Sample:
