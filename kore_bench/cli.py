@@ -92,12 +92,15 @@ def ls(
         from .registry import load_methods
 
         reg = load_methods(include_path)
-        t = Table("method", "class", "settings (default)")
+        from .search import describe_space
+
+        t = Table("method", "class", "settings (default)", "search space (tune, frontier)")
         for name in reg.names():
             cls = reg.get(name)
             fields = cls.Config.field_help()
             t.add_row(name, cls.__name__, ", ".join(f"{k}={v[0]}" for k, v in fields.items()
-                                                 if k in ("lr", "epochs", "rank", "ratio", "projector_lr")))
+                                                 if k in ("lr", "epochs", "rank", "ratio", "projector_lr")),
+                      describe_space(cls.space()))
         out.print(t)
     elif what == "suites":
         from .suites import load_suites

@@ -84,6 +84,17 @@ class Method(ABC):
 
     name: ClassVar[str] = ""
     Config: ClassVar[type[MethodConfig]] = MethodConfig
+    # settings ``kore-bench tune`` searches and ``frontier`` sweeps (kore_bench.search); None: the
+    # learning rate within a factor of 5 of the config's default
+    search_space: ClassVar[dict[str, Any] | None] = None
+
+    @classmethod
+    def space(cls) -> dict[str, Any]:
+        """The method's declared search space, checked against its config."""
+        from .search import check_space, default_space
+
+        space = default_space(cls.Config) if cls.search_space is None else dict(cls.search_space)
+        return check_space(space, cls.Config, cls.name)
 
     def __init__(self, config: MethodConfig | None = None):
         self.config = config if config is not None else self.Config()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from peft import LoraConfig, get_peft_model
@@ -26,7 +27,7 @@ from kore_bench.residual import load_with_base_weights, save_with_base_weights
 from kore_bench.train import train_model
 
 from .kore import adapted_linears
-from .lora import LoraMethodConfig, default_rank
+from .lora import LoRA, LoraMethodConfig, default_rank
 
 
 @dataclass
@@ -72,6 +73,7 @@ def add_corda(model: nn.Module, processor, calibration, cfg: CordaMethodConfig):
 @register_method("corda")
 class CorDA(Method):
     Config = CordaMethodConfig
+    search_space: ClassVar[dict] = dict(LoRA.search_space)  # A and B train, as in LoRA
 
     def train(self, ctx: TrainContext) -> TrainedModel:
         model, processor = ctx.base.load(ctx.device)

@@ -7,9 +7,11 @@ a larger step size; the defaults below are the tiny-scale equivalents (see READM
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from kore_bench.method import Method, MethodConfig, TrainContext, TrainedModel, projector_groups, register_method
 from kore_bench.models.parts import language_model
+from kore_bench.search import LogUniform
 from kore_bench.train import train_model
 
 
@@ -23,6 +25,8 @@ class FullFTConfig(MethodConfig):
 @register_method("full-ft")
 class FullFineTune(Method):
     Config = FullFTConfig
+    # derisk.md: 3e-4 learns and keeps most, 1e-3 forgets nearly everything
+    search_space: ClassVar[dict] = {"lr": LogUniform(5e-5, 2e-3)}
 
     def train(self, ctx: TrainContext) -> TrainedModel:
         model, processor = ctx.base.load(ctx.device)

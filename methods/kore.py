@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from peft import LoraConfig, get_peft_model
@@ -37,6 +38,7 @@ from kore_bench.method import (Method, MethodConfig, TrainContext, TrainedModel,
                                register_method)
 from kore_bench.models.parts import decoder_linear_names, lm_linear_regex, unwrap
 from kore_bench.residual import load_with_base_weights, save_with_base_weights
+from kore_bench.search import LogUniform
 from kore_bench.train import ParamGroup, count_trainable, train_model
 
 from .lora import LoRA, LoraMethodConfig, add_lora, default_rank
@@ -264,6 +266,9 @@ class KoreConstraint(Method):
     """The null-space constrained adapter trained on the injection data as given."""
 
     Config = KoreConstraintConfig
+    # B-only training needs ~10x LoRA's step size and learns nothing below a threshold (derisk.md:
+    # 3e-3 nothing, 3e-2 learns); the rank stays matched to LoRA's parameter budget
+    search_space: ClassVar[dict] = {"lr": LogUniform(3e-3, 1e-1)}
 
     def training_samples(self, ctx: TrainContext) -> list[Sample]:
         return list(ctx.new_data)

@@ -8,12 +8,14 @@ d=256), keeping α/r = 2; the step size and passes are raised as for full-ft.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from peft import LoraConfig, get_peft_model
 
 from kore_bench.method import Method, MethodConfig, TrainContext, TrainedModel, projector_groups, register_method
 from kore_bench.models.parts import language_model, lm_linear_regex
+from kore_bench.search import Choice, LogUniform
 from kore_bench.train import train_model
 
 
@@ -49,6 +51,8 @@ def add_lora(model: torch.nn.Module, cfg: LoraMethodConfig):
 @register_method("lora")
 class LoRA(Method):
     Config = LoraMethodConfig
+    # tiny models learn between ~1e-3 and ~1e-2 (reference/derisk.md); ranks around the scaled default
+    search_space: ClassVar[dict] = {"lr": LogUniform(3e-4, 1e-2), "rank": Choice([4, 8, 16])}
 
     def train_on(self, ctx: TrainContext, samples) -> TrainedModel:
         model, processor = ctx.base.load(ctx.device)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from kore_bench.errors import KoreBenchError
 from kore_bench.method import TrainContext, TrainedModel, register_method
+from kore_bench.search import LogUniform
 
 from .lora import LoRA, LoraMethodConfig
 
@@ -23,6 +25,8 @@ class ReplayConfig(LoraMethodConfig):
 @register_method("replay")
 class Replay(LoRA):
     Config = ReplayConfig
+    # the step size and the share of old data (the paper's 10 % in the middle of the range)
+    search_space: ClassVar[dict] = {"lr": LogUniform(3e-4, 1e-2), "ratio": LogUniform(0.03, 0.5)}
 
     def train(self, ctx: TrainContext) -> TrainedModel:
         if not ctx.old_data:

@@ -11,6 +11,7 @@ class NoInjection(Method):
     """Returns the base model untouched; evaluated once per run, whatever the seeds."""
 
     seed_dependent: ClassVar[bool] = False
+    search_space: ClassVar[dict] = {}  # nothing to tune
 
     def train(self, ctx: TrainContext) -> TrainedModel:
         model, processor = ctx.base.load(ctx.device)
