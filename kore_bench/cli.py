@@ -63,6 +63,8 @@ def run(
     split: str = typer.Option("test", help="test (reported scores) or dev (selection only)"),
     dev_share: float = typer.Option(0.1, help="data without a dev split: seeded share held out as dev (not tested)"),
     dev_seed: int = typer.Option(0, help="seed of that hold-out"),
+    tuned: Optional[str] = typer.Option(None, help="a `kore-bench tune` directory (or 'default'): use its winning "
+                                                   "settings; --set still wins"),
 ) -> None:
     """Train every method from the same base, evaluate all uniformly, write the leaderboard."""
     from .runner import RunConfig
@@ -74,10 +76,55 @@ def run(
         output=output or Path("runs") / (Path(model).name if model else f"{world}-{arch}"),
         new=new, retention=_csv(retention), limit=limit, batch_size=batch_size,
         include_paths=list(include_path), method_args=_parse_sets(set_), device=device, progress=progress,
-        split=split, dev_share=dev_share, dev_seed=dev_seed,
+        split=split, dev_share=dev_share, dev_seed=dev_seed, tuned=_tuned_dir(tuned, world, arch, model),
     )
     path = run_benchmark(cfg, console)
     out.print(f"results: {path}")
+
+
+def _tuned_dir(value: Optional[str], world: str, arch: str, model: Optional[str]) -> Optional[Path]:
+    if value is None:
+        return None
+    if value == "default":
+        from .tune import default_output
+
+        return default_output(world, arch, model)
+    return Path(value)
+
+
+@app.command()
+def tune(
+    methods: str = typer.Option(..., help="comma-separated method keys, each tuned with the same budget"),
+    budget: int = typer.Option(8, help="trials per method (the same for every method)"),
+    space: Optional[Path] = typer.Option(None, help="YAML overriding the methods' search spaces"),
+    seed: int = typer.Option(0, help="seed of the trial design"),
+    world: str = typer.Option("default", help="embedded world preset: micro, small, default"),
+    arch: str = typer.Option("llava", help="kore-tiny architecture: llava or qwen"),
+    model: Optional[str] = typer.Option(None, help="a Hugging Face model id or path instead of kore-tiny"),
+    seeds: str = typer.Option("0", help="comma-separated training seeds per trial (dev Avg is their mean)"),
+    output: Optional[Path] = typer.Option(None, help="tune directory (default runs/tune-<world>-<arch>)"),
+    new: str = typer.Option("world-new", help="new-knowledge suite, e.g. evoke:/data/EVOKE"),
+    retention: str = typer.Option("world-retention", help="comma-separated retention suites"),
+    limit: Optional[int] = typer.Option(None, help="evaluate at most N dev samples per task"),
+    batch_size: int = typer.Option(32, help="evaluation batch size"),
+    include_path: list[Path] = typer.Option([], help="folder with extra methods (*.py) and suites (*.yaml)"),
+    set_: list[str] = typer.Option([], "--set", help="fixed setting for every trial, e.g. --set lora.steps=50"),
+    dev_share: float = typer.Option(0.1, help="data without a dev split: seeded share held out as dev"),
+    dev_seed: int = typer.Option(0, help="seed of that hold-out"),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 ..."),
+    progress: bool = typer.Option(True, help="show progress bars"),
+) -> None:
+    """Equal-budget search on the dev split: the same number of trials per method, scored by dev Avg."""
+    from .tune import default_output
+    from .tune import tune as run_tune
+
+    path = run_tune(
+        _csv(methods), budget, output or default_output(world, arch, model), space_file=space, seed=seed,
+        console=console, world=world, arch=arch, model=model, seeds=[int(s) for s in _csv(seeds)], new=new,
+        retention=_csv(retention), limit=limit, batch_size=batch_size, include_paths=list(include_path),
+        method_args=_parse_sets(set_), dev_share=dev_share, dev_seed=dev_seed, device=device, progress=progress,
+    )
+    out.print(f"tuned settings: {path / 'tuned.json'} (use: kore-bench run --tuned {path})")
 
 
 @app.command("ls")

@@ -41,6 +41,8 @@ class RunConfig:
     split: str = "test"  # test: reported scores; dev: selection (tune) only
     dev_share: float = 0.1  # evaluation data without a dev split: seeded share held out as dev, not tested
     dev_seed: int = 0
+    tuned: Path | None = None  # a `kore-bench tune` directory whose winning settings the methods use
+    reference: bool = True  # also evaluate the un-injected base (tuning trials skip it)
     batch_size: int = 32
     include_paths: list[Path] = field(default_factory=list)
     method_args: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -59,6 +61,7 @@ class Prepared:
     old_pool: list[Sample]
     world_dir: Path | None
     splits: dict[str, dict[str, Any]] = field(default_factory=dict)  # suite → task → dev/test counts
+    tuned: dict[str, Any] | None = None  # what --tuned applied, with its provenance
 
 
 SPLITS = ("dev", "test")
@@ -68,10 +71,17 @@ def prepare(cfg: RunConfig, console: Console) -> Prepared:
     if cfg.split not in SPLITS:
         raise KoreBenchError(f"split must be one of {', '.join(SPLITS)}, not {cfg.split!r}")
     registry = load_methods(cfg.include_paths)
-    names = list(dict.fromkeys([REFERENCE_METHOD, *cfg.methods]))
-    methods = {n: registry.get(n).from_overrides(cfg.method_args.get(n, {})) for n in names}
+    names = list(dict.fromkeys([REFERENCE_METHOD, *cfg.methods] if cfg.reference else cfg.methods))
+    for n in names:
+        registry.get(n)
     for n in cfg.method_args:
         registry.get(n)  # a typo in --set is an error too
+    method_args, tuned = cfg.method_args, None
+    if cfg.tuned is not None:
+        from .tune import apply_tuned
+
+        method_args, tuned = apply_tuned(cfg.tuned, [n for n in names if registry.get(n).space()], cfg.method_args)
+    methods = {n: registry.get(n).from_overrides(method_args.get(n, {})) for n in names}
     available = load_suites(cfg.include_paths)
     suites = [resolve_suite(cfg.new, available, "new_knowledge")]
     suites += [resolve_suite(r, available, "retention") for r in cfg.retention]
@@ -88,7 +98,13 @@ def prepare(cfg: RunConfig, console: Console) -> Prepared:
         raise KoreBenchError(f"suite {suites[0].name!r} has no training data to inject")
     old_pool = [s for suite in suites[1:] for s in suite.train_samples()]
     splits = {s.name: s.split_summary() for s in suites}
-    return Prepared(methods, suites, base, new_train, old_pool, world_dir, splits)
+    if tuned is not None and tuned["base_fingerprints"] - {base.fingerprint}:
+        console.print(f"[yellow]warning:[/] the settings in {cfg.tuned} were tuned on another base model "
+                      f"({', '.join(sorted(tuned['base_fingerprints']))}, this run: {base.fingerprint})")
+        tuned["other_base"] = True
+    if tuned is not None:
+        tuned["base_fingerprints"] = sorted(tuned["base_fingerprints"])
+    return Prepared(methods, suites, base, new_train, old_pool, world_dir, splits, tuned)
 
 
 def code_version(method: Method) -> str:
@@ -140,7 +156,7 @@ def run(cfg: RunConfig, console: Console | None = None) -> Path:
             config={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(cfg).items()},
             base={"path": prep.base.path, "fingerprint": prep.base.fingerprint, "description": prep.base.description},
             world_dir=str(prep.world_dir) if prep.world_dir else None, data_fingerprint=data_fp,
-            suites=[s.name for s in prep.suites], splits=prep.splits, **environment(),
+            suites=[s.name for s in prep.suites], splits=prep.splits, tuned=prep.tuned, **environment(),
         )
         failures = {}
         for name, method in prep.methods.items():

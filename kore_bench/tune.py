@@ -1,0 +1,197 @@
+"""``kore-bench tune``: every method gets the same number of trials over its own search space,
+scored on the dev split by dev Avg; the winners are stored with their provenance.
+
+Layout of a tune directory::
+
+    DIR/tuned.json                    {method: {settings, dev_avg, trials: [...], provenance}}
+    DIR/trials/<method>/<k>/          trial k: an ordinary run directory (split "dev"), resumable
+    DIR/trials/base/                  the un-injected base on the dev split (the reference row)
+
+A trial is :func:`kore_bench.runner.run` with ``split="dev"`` and the trial's settings as
+``method_args``, so the runner's fingerprints make a repeated ``tune`` skip finished trials.
+``kore-bench run --tuned DIR`` applies the winners (explicit ``--set`` values win) and records
+where they came from in its manifest. Dev scores are never part of a test leaderboard.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from .errors import KoreBenchError
+from .registry import load_methods
+from .runner import REFERENCE_METHOD, RunConfig, run
+from .search import Space, check_space, design, load_space_file, merge_space, space_to_dict
+from .store import RunDir, atomic_write_json, environment, read_json
+
+TUNED = "tuned.json"
+DESIGN = "centred Latin hypercube (kore_bench.search.design)"
+SCORES = ("CEM", "F1", "K.A", "K.R", "Avg")
+
+
+def default_output(world: str = "default", arch: str = "llava", model: str | None = None) -> Path:
+    """Where ``tune`` writes and ``run --tuned default`` reads when no directory is given."""
+    return Path("runs") / f"tune-{Path(model).name if model else f'{world}-{arch}'}"
+
+
+def method_spaces(methods: list[str], space_file: Path | None = None, fixed: dict[str, dict] | None = None,
+                  include_paths: list[Path] = ()) -> dict[str, Space]:
+    """Each method's search space: its declared one, overridden by ``space_file``, minus the
+    settings fixed with ``--set``. A method with nothing left to search is an error."""
+    registry = load_methods(include_paths)
+    overrides = load_space_file(space_file) if space_file else {}
+    for name in overrides:
+        registry.get(name)  # a typo in the file is an error
+    spaces = {}
+    for name in methods:
+        cls = registry.get(name)
+        space = check_space(merge_space(cls.space(), overrides.get(name)), cls.Config, name)
+        space = {k: p for k, p in space.items() if k not in (fixed or {}).get(name, {})}
+        if not space:
+            raise KoreBenchError(f"method {name!r} has nothing to tune (empty search space"
+                                 f"{' after --set' if (fixed or {}).get(name) else ''})")
+        spaces[name] = space
+    return spaces
+
+
+def score_run(run_dir: Path, method: str) -> dict[str, float]:
+    """Mean over seeds of CEM, F1, K.A, K.R and Avg of ``method`` in a run directory."""
+    from .report import per_seed, tidy_scores
+
+    rows = per_seed(tidy_scores(run_dir))
+    rows = rows[rows.method == method] if len(rows) else rows
+    return {k: float(rows[k].mean()) if len(rows) and k in rows else math.nan for k in SCORES}
+
+
+def run_status(run_dir: Path, method: str) -> str:
+    manifest = read_json(run_dir / "manifest.json") if (run_dir / "manifest.json").exists() else {}
+    failed = {k: v for k, v in (manifest.get("failed") or {}).items() if k.split("/")[0] == method}
+    return "failed: " + next(iter(failed.values())) if failed else "ok"
+
+
+def tune(methods: list[str], budget: int, output: Path, *, space_file: Path | None = None, seed: int = 0,
+         console: Console | None = None, **run_options: Any) -> Path:
+    """Tune ``methods`` with ``budget`` trials each on the dev split; returns ``output``.
+
+    ``run_options`` are :class:`~kore_bench.runner.RunConfig` fields (world, arch, seeds, limit,
+    method_args, ...) shared by every trial.
+    """
+    console = console or Console(stderr=True)
+    output = Path(output)
+    if budget < 1:
+        raise KoreBenchError(f"--budget must be at least 1, got {budget}")
+    methods = list(dict.fromkeys(m for m in methods if m != REFERENCE_METHOD))
+    if not methods:
+        raise KoreBenchError("nothing to tune: give --methods (the base model has no settings)")
+    for key in ("methods", "output", "split", "reference", "tuned"):
+        if key in run_options:
+            raise KoreBenchError(f"tune sets {key!r} itself")
+    template = RunConfig(methods=[], output=output, split="dev", reference=False, **run_options)
+    fixed = template.method_args
+    spaces = method_spaces(methods, space_file, fixed, template.include_paths)
+    plans = {m: [{**fixed.get(m, {}), **s} for s in design(spaces[m], budget, seed)] for m in methods}
+    registry = load_methods(template.include_paths)
+    for m, plan in plans.items():  # every setting is checked before anything trains
+        for settings in plan:
+            registry.get(m).from_overrides(settings)
+
+    started = time.strftime("%Y-%m-%dT%H:%M:%S")
+    tune_dir = RunDir(output)
+    with tune_dir.locked():
+        reference_dir = run(dataclasses.replace(template, output=output / "trials" / REFERENCE_METHOD,
+                                                reference=True), console)
+        reference = score_run(reference_dir, REFERENCE_METHOD)
+        manifest = read_json(reference_dir / "manifest.json")
+        results: dict[str, Any] = {}
+        for m in methods:
+            trials = []
+            for k, settings in enumerate(plans[m]):
+                console.print(f"[bold]tune {m}[/] trial {k + 1}/{budget}: {settings}")
+                trial_dir = run(dataclasses.replace(template, methods=[m], output=output / "trials" / m / str(k),
+                                                    method_args={**fixed, m: settings}), console)
+                trials.append({"trial": k, "settings": settings, "dev": score_run(trial_dir, m),
+                               "status": run_status(trial_dir, m), "dir": str(trial_dir.relative_to(output))})
+            results[m] = _winner(trials) | {
+                "trials": trials,
+                "provenance": {
+                    "budget": budget, "space": space_to_dict(spaces[m]), "fixed": fixed.get(m, {}),
+                    "design": DESIGN, "seed": seed, "selected_by": "dev Avg (mean over seeds)",
+                    "split": "dev", "dev_share": template.dev_share, "dev_seed": template.dev_seed,
+                    "dev_reference": reference, "seeds": template.seeds, "world": template.world,
+                    "arch": template.arch, "model": template.model, "new": template.new,
+                    "retention": template.retention, "limit": template.limit,
+                    "base_fingerprint": manifest["base"]["fingerprint"],
+                    "data_fingerprint": manifest.get("data_fingerprint"), "splits": manifest.get("splits"),
+                    "started": started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    "space_file": str(space_file) if space_file else None, **environment(),
+                },
+            }
+        path = output / TUNED
+        stored = read_json(path) if path.exists() else {}
+        atomic_write_json(path, {**stored, **results})
+    console.print(tuned_table(results, reference))
+    return output
+
+
+def _winner(trials: list[dict[str, Any]]) -> dict[str, Any]:
+    scored = [t for t in trials if t["status"] == "ok" and math.isfinite(t["dev"]["Avg"])]
+    if not scored:
+        return {"settings": None, "dev_avg": None, "error": "every trial failed"}
+    best = max(scored, key=lambda t: (t["dev"]["Avg"], -t["trial"]))  # ties: the earlier trial
+    return {"settings": best["settings"], "trial": best["trial"], "dev_avg": best["dev"]["Avg"],
+            "dev_ka": best["dev"]["K.A"], "dev_kr": best["dev"]["K.R"]}
+
+
+def tuned_table(results: dict[str, Any], reference: dict[str, float] | None = None) -> Table:
+    t = Table("method", "trial", "settings", "dev K.A", "dev K.R", "dev Avg", title="tuning (dev split)")
+    if reference:
+        t.add_row("base", "—", "—", *(f"{reference[k]:.2f}" for k in ("K.A", "K.R", "Avg")), style="dim")
+    for m, r in results.items():
+        for trial in r["trials"]:
+            won = trial["trial"] == r.get("trial")
+            d = trial["dev"]
+            scores = [f"{d[k]:.2f}" if math.isfinite(d[k]) else "—" for k in ("K.A", "K.R", "Avg")]
+            settings = ", ".join(f"{k}={v}" for k, v in trial["settings"].items())
+            t.add_row(m, str(trial["trial"]) + (" *" if won else ""), settings, *scores,
+                      style="bold" if won else ("red" if trial["status"] != "ok" else None))
+    return t
+
+
+def load_tuned(path: Path | str) -> tuple[Path, dict[str, Any]]:
+    """``tuned.json`` of a tune directory (or the file itself)."""
+    path = Path(path)
+    file = path / TUNED if path.is_dir() or not path.suffix else path
+    if not file.is_file():
+        raise KoreBenchError(f"--tuned {path}: no {TUNED} (run kore-bench tune --output {path} first)")
+    return file, read_json(file)
+
+
+def apply_tuned(path: Path | str, methods: list[str], explicit: dict[str, dict[str, Any]]
+                ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Method settings with the tuned winners of ``methods`` under the ``explicit`` ones, and the
+    provenance to record. Every method must have been tuned, all with the same budget."""
+    file, data = load_tuned(path)
+    missing = [m for m in methods if (data.get(m) or {}).get("settings") is None]
+    if missing:
+        raise KoreBenchError(f"{file} has no tuned settings for {', '.join(missing)}: tune them too "
+                             f"(kore-bench tune --methods {','.join(missing)} --output {file.parent}) "
+                             "or run without --tuned")
+    budgets = {m: data[m]["provenance"]["budget"] for m in methods}
+    if len(set(budgets.values())) > 1:
+        raise KoreBenchError(f"{file}: the methods were tuned with different budgets {budgets}; "
+                             "an unequal search is not a fair comparison (re-tune them together)")
+    args = {m: dict(v) for m, v in explicit.items()}
+    info: dict[str, Any] = {"path": str(file), "methods": {}, "base_fingerprints": set()}
+    for m in methods:
+        entry = data[m]
+        args[m] = {**entry["settings"], **explicit.get(m, {})}
+        info["methods"][m] = {"settings": entry["settings"], "applied": args[m], "dev_avg": entry.get("dev_avg"),
+                              "overridden_by_set": sorted(set(explicit.get(m, {})) & set(entry["settings"])),
+                              "provenance": {k: v for k, v in entry["provenance"].items() if k != "splits"}}
+        info["base_fingerprints"].add(entry["provenance"].get("base_fingerprint"))
+    return args, info
