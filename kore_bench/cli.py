@@ -92,6 +92,17 @@ def _tuned_dir(value: Optional[str], world: str, arch: str, model: Optional[str]
     return Path(value)
 
 
+def _range(value: Optional[str]) -> Optional[tuple[float, float]]:
+    if value is None:
+        return None
+    parts = _csv(value)
+    try:
+        low, high = (float(p) for p in parts)
+    except ValueError:
+        raise KoreBenchError(f"--range {value!r}: expected LOW,HIGH, e.g. 1e-4,1e-2") from None
+    return low, high
+
+
 @app.command()
 def tune(
     methods: str = typer.Option(..., help="comma-separated method keys, each tuned with the same budget"),
@@ -125,6 +136,49 @@ def tune(
         method_args=_parse_sets(set_), dev_share=dev_share, dev_seed=dev_seed, device=device, progress=progress,
     )
     out.print(f"tuned settings: {path / 'tuned.json'} (use: kore-bench run --tuned {path})")
+
+
+@app.command()
+def frontier(
+    methods: str = typer.Option(..., help="comma-separated method keys"),
+    points: int = typer.Option(5, help="points per method along the swept setting"),
+    param: str = typer.Option("lr", help="the swept setting (lr, steps, epochs ...)"),
+    range_: Optional[str] = typer.Option(None, "--range", help="LOW,HIGH (log-spaced) instead of the "
+                                                                "method's search-space range"),
+    levels: Optional[str] = typer.Option(None, help="K.A levels for K.R at matched adaptation, e.g. 20,40,60"),
+    split: str = typer.Option("test", help="test (a reported curve) or dev"),
+    world: str = typer.Option("default", help="embedded world preset: micro, small, default"),
+    arch: str = typer.Option("llava", help="kore-tiny architecture: llava or qwen"),
+    model: Optional[str] = typer.Option(None, help="a Hugging Face model id or path instead of kore-tiny"),
+    seeds: str = typer.Option("0", help="comma-separated training seeds per point"),
+    output: Optional[Path] = typer.Option(None, help="frontier directory (default runs/frontier-<world>-<arch>)"),
+    new: str = typer.Option("world-new", help="new-knowledge suite, e.g. evoke:/data/EVOKE"),
+    retention: str = typer.Option("world-retention", help="comma-separated retention suites"),
+    limit: Optional[int] = typer.Option(None, help="evaluate at most N samples per task"),
+    batch_size: int = typer.Option(32, help="evaluation batch size"),
+    include_path: list[Path] = typer.Option([], help="folder with extra methods (*.py) and suites (*.yaml)"),
+    set_: list[str] = typer.Option([], "--set", help="fixed setting for every point, e.g. --set lora.rank=8"),
+    tuned: Optional[str] = typer.Option(None, help="start from a tune directory's winners (the swept value wins)"),
+    dev_share: float = typer.Option(0.1, help="data without a dev split: seeded share held out as dev"),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 ..."),
+    progress: bool = typer.Option(True, help="show progress bars"),
+) -> None:
+    """Sweep each method along its step size: K.A/K.R curves, their Pareto front, K.R at matched K.A."""
+    from .frontier import frontier as run_frontier
+
+    name = Path(model).name if model else f"{world}-{arch}"
+    try:
+        level_values = [float(v) for v in _csv(levels)] if levels else None
+    except ValueError:
+        raise KoreBenchError(f"--levels {levels!r}: expected numbers, e.g. 20,40,60") from None
+    path = run_frontier(
+        _csv(methods), points, output or Path("runs") / f"frontier-{name}", param=param, value_range=_range(range_),
+        levels=level_values, split=split, console=console, world=world, arch=arch, model=model,
+        seeds=[int(s) for s in _csv(seeds)], new=new, retention=_csv(retention), limit=limit,
+        batch_size=batch_size, include_paths=list(include_path), method_args=_parse_sets(set_),
+        tuned=_tuned_dir(tuned, world, arch, model), dev_share=dev_share, device=device, progress=progress,
+    )
+    out.print(f"frontier: {path / 'frontier.png'}, {path / 'frontier.svg'}, {path / 'frontier.csv'}")
 
 
 @app.command("ls")
