@@ -181,6 +181,39 @@ def frontier(
     out.print(f"frontier: {path / 'frontier.png'}, {path / 'frontier.svg'}, {path / 'frontier.csv'}")
 
 
+@app.command()
+def diagnose(
+    world: str = typer.Option("default", help="embedded world preset: micro, small, default"),
+    arch: str = typer.Option("llava", help="kore-tiny architecture: llava or qwen"),
+    model: Optional[str] = typer.Option(None, help="a Hugging Face model id or path instead of kore-tiny"),
+    new: str = typer.Option("world-new", help="new-knowledge suite, e.g. evoke:/data/EVOKE"),
+    retention: str = typer.Option("world-retention", help="comma-separated retention suites (old data)"),
+    rank: Optional[int] = typer.Option(None, help="KORE rank (default: KORE's, matched to LoRA's budget)"),
+    split: str = typer.Option("all", help="held-out old prompts from the dev, test or all evaluation items"),
+    samples: int = typer.Option(256, help="at most N held-out old and N new prompts (seeded draw)"),
+    calibration_samples: Optional[int] = typer.Option(None, help="calibration prompts (default: KORE's)"),
+    augmenter: Optional[str] = typer.Option(None, help="diagnose the augmented new data (e.g. template), "
+                                                       "as kore trains on it"),
+    seed: int = typer.Option(0, help="calibration draw seed (KORE uses the training seed)"),
+    threshold: float = typer.Option(2.0, help="new/old ratio from which the constraint separates the data"),
+    output: Optional[Path] = typer.Option(None, help="output directory (default runs/diagnose-<world>-<arch>)"),
+    include_path: list[Path] = typer.Option([], help="folder with extra suites (*.yaml)"),
+    dev_share: float = typer.Option(0.1, help="data without a dev split: seeded share held out as dev"),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 ..."),
+) -> None:
+    """Per decoder linear: how much energy new vs held-out old data put into KORE's trainable subspace."""
+    from .diagnose import diagnose as run_diagnose
+
+    name = Path(model).name if model else f"{world}-{arch}"
+    path = run_diagnose(
+        output or Path("runs") / f"diagnose-{name}", world=world, arch=arch, model=model, new=new,
+        retention=_csv(retention), rank=rank, split=split, samples=samples,
+        calibration_samples=calibration_samples, seed=seed, augmenter=augmenter,
+        include_paths=list(include_path), dev_share=dev_share, device=device, threshold=threshold, console=console,
+    )
+    out.print(f"diagnostic: {path / 'diagnose.csv'}, {path / 'diagnose.json'}")
+
+
 @app.command("ls")
 def ls(
     what: str = typer.Argument(..., help="methods | suites | metrics"),
