@@ -103,11 +103,11 @@ def frontier(methods: list[str], points: int, output: Path, *, param: str = "lr"
         table = pd.DataFrame(rows)
         table["pareto"] = pareto_mask(table)
         table = table[COLUMNS]
-        atomic_write_text(output / "frontier.csv", table.to_csv(index=False, float_format="%.4f"))
+        atomic_write_text(output / "frontier.csv", table.to_csv(index=False, float_format="%.6g"))
         curves = table[table.method != REFERENCE_METHOD]
         levels = list(levels) if levels else default_levels(curves)
         summary = summarise(table, levels)
-        atomic_write_text(output / "frontier_summary.csv", summary.to_csv(index=False, float_format="%.4f"))
+        atomic_write_text(output / "frontier_summary.csv", summary.to_csv(index=False, float_format="%.6g"))
         atomic_write_text(output / "frontier_summary.md", summary_markdown(summary, levels))
         plot(table, output / "frontier.png", output / "frontier.svg", param, split)
         atomic_write_json(output / "frontier.json", {
