@@ -35,6 +35,12 @@ from .train import TrainConfig, TrainInfo
 class MethodConfig(TrainConfig):
     """Base of every method config: the shared optimisation settings plus the method's own."""
 
+    steps: int | None = field(
+        default=200,
+        metadata={"help": "optimiser steps; the same budget for every method, whatever its data size "
+                          "(tiny-scale rule: the paper trains 1 epoch over 9-74K items; a few dozen "
+                          "items need many passes). None: use epochs"},
+    )
     projector_lr: float | None = field(
         default=None, metadata={"help": "learning rate of the multimodal projector; None freezes it"}
     )

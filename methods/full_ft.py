@@ -18,7 +18,6 @@ from kore_bench.train import train_model
 @dataclass
 class FullFTConfig(MethodConfig):
     lr: float = field(default=3e-4, metadata={"help": "LLaVA-1.5: 2e-5 at 7B; tiny models: 3e-4"})
-    epochs: float = field(default=20.0, metadata={"help": "passes over the injection set (paper: 1 over 74K items)"})
     projector_lr: float | None = field(default=3e-4, metadata={"help": "trained at the main lr, as in LLaVA"})
 
 

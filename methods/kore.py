@@ -229,7 +229,6 @@ def _dtype(name: str, setting: str) -> torch.dtype:
 @dataclass
 class KoreConstraintConfig(MethodConfig):
     lr: float = field(default=2e-2, metadata={"help": "B-only needs ~10x LoRA's lr (derisk.md); paper: 2e-4 at 7B"})
-    epochs: float = field(default=20.0, metadata={"help": "passes over the injection set (as lora)"})
     rank: int | None = field(default=None, metadata={"help": "None: matched to LoRA's default rank (235 at 7B)"})
     train_A: bool = field(default=False, metadata={"help": "train the down-projection A too (LoRA-Null v1)"})
     projector_lr: float | None = field(default=2e-4, metadata={"help": "LLaVA-1.5: 2e-5; tiny: as lora"})

@@ -22,7 +22,6 @@ from kore_bench.train import train_model
 @dataclass
 class LoraMethodConfig(MethodConfig):
     lr: float = field(default=2e-3, metadata={"help": "LLaVA-1.5: 2e-4 at 7B; tiny models: 2e-3"})
-    epochs: float = field(default=20.0, metadata={"help": "passes over the injection set"})
     rank: int | None = field(default=None, metadata={"help": "None: max(4, round(128·hidden/4096))"})
     alpha_over_rank: float = field(default=2.0, metadata={"help": "LLaVA-1.5: α=256 at r=128"})
     dropout: float = field(default=0.05, metadata={"help": "LLaVA-1.5 default"})
