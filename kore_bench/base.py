@@ -41,7 +41,7 @@ class Recipe:
 
 
 RECIPES: dict[str, Recipe] = {
-    "micro": Recipe(model_size="micro", vocab_size=512, steps=300, batch_size=32, lr=3e-3),
+    "micro": Recipe(model_size="micro", vocab_size=512, steps=800, batch_size=32, lr=3e-3),
     "small": Recipe(model_size="small", vocab_size=1024, steps=600, batch_size=32, lr=2e-3),
     "default": Recipe(model_size="default", vocab_size=1024, steps=700, batch_size=32, lr=2e-3),
 }

@@ -58,11 +58,32 @@ def test_run_writes_the_contract_files(reference_run):
         assert abs(avg - (ka + kr) / 2) < 1e-3  # the csv keeps 4 decimals
 
 
-def test_injection_raises_adaptation_above_base(reference_run):
+def test_injection_stores_the_knowledge_and_costs_retention(reference_run, micro_base, micro_world, tmp_path):
+    """Training on the injection set makes the model reproduce the injected knowledge (reliability),
+    and the run records what that cost in retention against the base."""
+    from kore_bench.data import Sample
+    from kore_bench.evaluate import generate
+    from kore_bench.method import TrainContext
+    from kore_bench.metrics import f1
+    from kore_bench.registry import load_methods
+    from kore_bench.suites import load_suites
+
+    new = load_suites()["world-new"].with_variables(world=str(micro_world)).train_samples()
+    prompts = [Sample(s.id, s.messages[:1], s.image, s.messages[1]["content"]) for s in new]
+
+    def reliability(model, processor) -> float:
+        answers = generate(model, processor, prompts, max_new_tokens=40)
+        return sum(f1(a, p.answer) for a, p in zip(answers, prompts)) / len(prompts)
+
+    before = reliability(*micro_base.load())
+    trained = load_methods().get("full-ft")().train(
+        TrainContext(micro_base, new, [], 0, tmp_path / "artifact", micro_world, progress=False))
+    after = reliability(trained.model, trained.processor)
+    assert after > before + 0.3, (before, after)
+
     board = _board(reference_run)
-    base = float(board["base"]["K.A"])
     for method in ("lora", "full-ft"):
-        assert float(board[method]["K.A"]) > base + 10, (method, board[method]["K.A"], base)
+        assert float(board[method]["ΔK.R"]) < 0, (method, board[method]["ΔK.R"])
     assert int(board["lora"]["trainable_params"]) < int(board["full-ft"]["trainable_params"])
 
 
