@@ -135,6 +135,12 @@ def tune(methods: list[str], budget: int, output: Path, *, space_file: Path | No
         stored = read_json(path) if path.exists() else {}
         atomic_write_json(path, {**stored, **results})
     console.print(tuned_table(results, reference))
+    for m, r in results.items():
+        if r.get("dev_ka") is not None and r["dev_ka"] <= reference["K.A"]:
+            console.print(f"[yellow]note:[/] {m}'s best dev Avg is at a setting that learned nothing beyond the base "
+                          f"(dev K.A {r['dev_ka']:.2f} ≤ {reference['K.A']:.2f}): every setting that adapted lost more "
+                          "K.R than it gained K.A; a wider range or more steps may be needed, and `kore-bench "
+                          "frontier` shows the whole trade-off")
     return output
 
 
