@@ -159,6 +159,24 @@ class ProjectorOnly(Method):
         return TrainedModel(model, processor, info)
 
 
+@register_method("poisoned")
+class Poisoned(Method):
+    """A projector full of NaN: the loss is NaN from the first step."""
+    Config = ProjectorOnlyConfig
+
+    def train(self, ctx):
+        import torch
+        from kore_bench.models.parts import projector
+
+        model, processor = ctx.base.load()
+        with torch.no_grad():
+            for p in projector(model).parameters():
+                p.fill_(float("nan"))
+        train_model(model, processor, ctx.new_data, self.config, ctx.seed,
+                    projector_groups(model, self.config.lr), progress=False)
+        raise AssertionError("training on NaN weights should have stopped")
+
+
 @register_method("broken")
 class Broken(Method):
     def train(self, ctx):
@@ -170,11 +188,11 @@ def test_outside_method_runs_and_failures_are_isolated(micro_base, tmp_path):
     plugins = tmp_path / "plugins"
     plugins.mkdir()
     (plugins / "my_methods.py").write_text(textwrap.dedent(PLUGINS))
-    out = run(_cfg(tmp_path / "run", methods=["projector-only", "broken", "lora"], seeds=[0],
-                   include_paths=[plugins], method_args={"lora": {"lr": float("nan")}}))
+    out = run(_cfg(tmp_path / "run", methods=["projector-only", "broken", "poisoned"], seeds=[0],
+                   include_paths=[plugins]))
     board = _board(out)
     assert board["broken"]["status"].startswith("failed: RuntimeError: deliberately broken")
-    assert board["lora"]["status"].startswith("failed: TrainingDiverged")
+    assert board["poisoned"]["status"].startswith("failed: TrainingDiverged: loss became nan")
     assert board["projector-only"]["status"] == "ok"
     assert float(board["projector-only"]["K.R"]) > 0
     assert (out / "projector-only" / "seed0" / "world-new" / "result.json").is_file()
