@@ -1,7 +1,7 @@
 """Wall time of ``kore-bench base build --world NAME --force`` against the 10-minute target.
 
     .venv/bin/python bench/bench_base_build.py                    # default world (the target case)
-    .venv/bin/python bench/bench_base_build.py --world micro      # quick check (~1 min)
+    .venv/bin/python bench/bench_base_build.py --world micro      # quick check (a few minutes)
 
 Runs in-process into a temporary ``KORE_BENCH_CACHE`` (removed afterwards unless ``--keep``), in
 the order the command does it on a fresh cache: export the world (timed on its own; a cached world

@@ -3,7 +3,7 @@ one-sample-at-a-time ``model.generate`` loop and lm-eval's ``HFLM.generate_until
 in-memory model and the same suite samples; ratios are measured side by side in one run.
 
     .venv/bin/python bench/bench_eval.py --random-init            # micro world, untrained model (~1 min)
-    .venv/bin/python bench/bench_eval.py                          # micro base (built once, ~1 min)
+    .venv/bin/python bench/bench_eval.py                          # micro base (built on first use: minutes)
     .venv/bin/python bench/bench_eval.py --world default --threads 2
 
 Tasks come from the ``world-retention`` suite (test + dev items, repeated up to ``--samples``):
