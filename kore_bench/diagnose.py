@@ -40,6 +40,7 @@ from .errors import KoreBenchError
 from .store import atomic_write_json, atomic_write_text, environment
 
 SEPARATES = 2.0  # new/old ratio from which the constraint can tell new inputs from old ones
+FEW_PROMPTS = 32  # below this many prompts in a set, shares are noisy estimates
 SPLITS = ("dev", "test", "all")
 
 
@@ -190,6 +191,11 @@ def diagnose(output: Path, *, world: str = "default", arch: str = "llava", model
     c_cal, c_old, c_new = covs(calibration), covs(old_samples), covs(new_samples)
     rows = diagnose_covariances(c_cal, c_old, c_new, r)
     summary = verdict(rows, threshold)
+    few = [name for name, n in (("new", len(new_samples)), ("held-out old", len(old_samples))) if n < FEW_PROMPTS]
+    if few:
+        summary["caution"] = (f"only {len(new_samples)} new / {len(old_samples)} held-out old prompts: the shares are "
+                              f"noisy estimates ({' and '.join(few)} below {FEW_PROMPTS})"
+                              + ("; --augmenter diagnoses the augmented data KORE trains on" if not augmenter else ""))
     output = Path(output)
     atomic_write_text(output / "diagnose.csv", rows.to_csv(index=False, float_format="%.6g"))
     atomic_write_json(output / "diagnose.json", {
@@ -208,6 +214,8 @@ def diagnose(output: Path, *, world: str = "default", arch: str = "llava", model
                                        "calibration prompts; uniform share = r/d_in)"))
     console.print(("[green]" if summary["separates"] else "[yellow]") + "verdict:[/] " + summary["text"]
                   + f" ({summary['separating_layers']}/{summary['layers']} layer groups at ≥ {threshold:g}x)")
+    if "caution" in summary:
+        console.print(f"[yellow]caution:[/] {summary['caution']}")
     return output
 
 

@@ -121,6 +121,9 @@ def frontier(methods: list[str], points: int, output: Path, *, param: str = "lr"
             "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **environment(),
         })
     console.print(summary_table(summary, levels, f"frontier — {output} ({split} split)"))
+    for _, r in summary[summary.best_at_edge.astype(bool)].iterrows():
+        console.print(f"[yellow]note:[/] {r.method}'s best Avg is at an end of its swept range ({param}="
+                      f"{value_label(r.best_value)}); the optimum may lie beyond it (--range)")
     return output
 
 
@@ -177,8 +180,12 @@ def summarise(table: pd.DataFrame, levels: list[float]) -> pd.DataFrame:
             best = ok.loc[ok["Avg"].idxmax()]
             row.update({"best_Avg": best["Avg"], "best_value": best["value"], "best_K.A": best["K.A"],
                         "best_K.R": best["K.R"]})
+            values = list(ok["value"])
+            # the best point at an end of a swept range: the optimum may lie beyond it
+            row["best_at_edge"] = m != REFERENCE_METHOD and len(values) >= 3 and best["value"] in (values[0], values[-1])
         else:
-            row.update({"best_Avg": math.nan, "best_value": None, "best_K.A": math.nan, "best_K.R": math.nan})
+            row.update({"best_Avg": math.nan, "best_value": None, "best_K.A": math.nan, "best_K.R": math.nan,
+                        "best_at_edge": False})
         row["pareto_points"] = int(g["pareto"].sum())
         for level in levels:
             value, why = kr_at_ka(g, level) if m != REFERENCE_METHOD else (math.nan, "reference")
@@ -202,7 +209,7 @@ def summary_markdown(summary: pd.DataFrame, levels: list[float]) -> str:
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, r in summary.iterrows():
         at = "—" if r.best_value is None or (isinstance(r.best_value, float) and math.isnan(r.best_value)) \
-            else value_label(r.best_value)
+            else value_label(r.best_value) + (" (edge)" if r.best_at_edge else "")
         cells = [str(r.method), str(r.points), _num(r.best_Avg), at, _num(r["best_K.A"]), _num(r["best_K.R"]),
                  str(r.pareto_points), *(_cell(r, lv) for lv in levels)]
         lines.append("| " + " | ".join(cells) + " |")

@@ -136,6 +136,11 @@ def tune(methods: list[str], budget: int, output: Path, *, space_file: Path | No
         atomic_write_json(path, {**stored, **results})
     console.print(tuned_table(results, reference))
     for m, r in results.items():
+        edge = at_edge(r, spaces[m])
+        if edge:
+            console.print(f"[yellow]note:[/] {m}'s winner is at the end of the tried values of {', '.join(edge)}: "
+                          "the optimum may lie outside the search space (widen it with --space)")
+    for m, r in results.items():
         if r.get("dev_ka") is not None and r["dev_ka"] <= reference["K.A"]:
             console.print(f"[yellow]note:[/] {m}'s best dev Avg is at a setting that learned nothing beyond the base "
                           f"(dev K.A {r['dev_ka']:.2f} ≤ {reference['K.A']:.2f}): every setting that adapted lost more "
@@ -151,6 +156,24 @@ def _winner(trials: list[dict[str, Any]]) -> dict[str, Any]:
     best = max(scored, key=lambda t: (t["dev"]["Avg"], -t["trial"]))  # ties: the earlier trial
     return {"settings": best["settings"], "trial": best["trial"], "dev_avg": best["dev"]["Avg"],
             "dev_ka": best["dev"]["K.A"], "dev_kr": best["dev"]["K.R"]}
+
+
+def at_edge(entry: dict[str, Any], space: Space) -> list[str]:
+    """Range settings whose winning value is the smallest or largest tried (with 3+ trials): the
+    optimum may lie outside the searched range."""
+    from .search import Choice
+
+    trials = [t for t in entry.get("trials", []) if t["status"] == "ok"]
+    if entry.get("settings") is None or len(trials) < 3:
+        return []
+    out = []
+    for key, param in space.items():
+        if isinstance(param, Choice):
+            continue
+        tried = sorted({t["settings"][key] for t in trials})
+        if entry["settings"][key] in (tried[0], tried[-1]):
+            out.append(key)
+    return out
 
 
 def tuned_table(results: dict[str, Any], reference: dict[str, float] | None = None) -> Table:
