@@ -70,3 +70,21 @@ def load_with_base_weights(model: nn.Module, artifact_dir: Path) -> nn.Module:
                 raise KoreBenchError(f"{artifact_dir}: base weight {key} has no adapted layer in the model")
             layers[name].get_base_layer().weight.copy_(value)
     return model
+
+
+class RewrittenBaseArtifact:
+    """Method mixin: the artifact keeps the rewritten base weights next to the adapter.
+
+    For methods whose initialisation rewrites base weights (CorDA, KORE, PiSSA ...): a plain
+    adapter on the original base would not reproduce the trained model.
+    """
+
+    def load(self, ctx):
+        from kore_bench.method import TrainedModel
+
+        model, processor = ctx.base.load(ctx.device)
+        return TrainedModel(load_with_base_weights(model, ctx.artifact_dir), processor)
+
+    @staticmethod
+    def save(model, artifact_dir) -> None:
+        save_with_base_weights(model, artifact_dir)

@@ -23,7 +23,7 @@ from kore_bench.covariance import draw_calibration, encode_prompts
 from kore_bench.errors import KoreBenchError
 from kore_bench.method import Method, TrainContext, TrainedModel, projector_groups, register_method
 from kore_bench.models.parts import lm_linear_regex
-from kore_bench.residual import load_with_base_weights, save_with_base_weights
+from kore_bench.residual import RewrittenBaseArtifact
 from kore_bench.train import train_model
 
 from .kore import adapted_linears
@@ -71,7 +71,7 @@ def add_corda(model: nn.Module, processor, calibration, cfg: CordaMethodConfig):
 
 
 @register_method("corda")
-class CorDA(Method):
+class CorDA(RewrittenBaseArtifact, Method):
     Config = CordaMethodConfig
     search_space: ClassVar[dict] = dict(LoRA.search_space)  # A and B train, as in LoRA
 
@@ -83,11 +83,3 @@ class CorDA(Method):
         info = train_model(model, processor, ctx.new_data, self.config, ctx.seed, groups, progress=ctx.progress)
         self.save(model, ctx.artifact_dir)
         return TrainedModel(model, processor, info)
-
-    def load(self, ctx: TrainContext) -> TrainedModel:
-        model, processor = ctx.base.load(ctx.device)
-        return TrainedModel(load_with_base_weights(model, ctx.artifact_dir), processor)
-
-    @staticmethod
-    def save(model: nn.Module, artifact_dir) -> None:
-        save_with_base_weights(model, artifact_dir)

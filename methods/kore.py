@@ -37,7 +37,7 @@ from kore_bench.errors import KoreBenchError
 from kore_bench.method import (Method, MethodConfig, TrainContext, TrainedModel, projector_groups,
                                register_method)
 from kore_bench.models.parts import decoder_linear_names, lm_linear_regex, unwrap
-from kore_bench.residual import load_with_base_weights, save_with_base_weights
+from kore_bench.residual import RewrittenBaseArtifact
 from kore_bench.search import LogUniform
 from kore_bench.train import ParamGroup, count_trainable, train_model
 
@@ -261,7 +261,7 @@ def augmented(name: str, ctx: TrainContext) -> list[Sample]:
 
 
 @register_method("kore-constraint")
-class KoreConstraint(Method):
+class KoreConstraint(RewrittenBaseArtifact, Method):
     """The null-space constrained adapter trained on the injection data as given."""
 
     Config = KoreConstraintConfig
@@ -297,14 +297,6 @@ class KoreConstraint(Method):
         info = train_model(peft_model, processor, samples, self.config, ctx.seed, groups, progress=ctx.progress)
         self.save(peft_model, ctx.artifact_dir)
         return TrainedModel(peft_model, processor, info)
-
-    def load(self, ctx: TrainContext) -> TrainedModel:
-        model, processor = ctx.base.load(ctx.device)
-        return TrainedModel(load_with_base_weights(model, ctx.artifact_dir), processor)
-
-    @staticmethod
-    def save(model: nn.Module, artifact_dir) -> None:
-        save_with_base_weights(model, artifact_dir)
 
 
 @register_method("kore")
