@@ -29,10 +29,10 @@ from rich.table import Table
 
 from .errors import KoreBenchError
 from .registry import load_methods
-from .runner import REFERENCE_METHOD, RunConfig, run
+from .runner import REFERENCE_METHOD, run
 from .search import LogUniform, Param
 from .store import RunDir, atomic_write_json, atomic_write_text, environment, read_json
-from .tune import run_status, score_run
+from .tune import run_status, score_run, trial_template
 
 COLUMNS = ["method", "param", "value", "CEM", "F1", "K.A", "K.R", "Avg", "pareto", "status", "dir"]
 
@@ -69,15 +69,8 @@ def frontier(methods: list[str], points: int, output: Path, *, param: str = "lr"
     """
     console = console or Console(stderr=True)
     output = Path(output)
-    if points < 1:
-        raise KoreBenchError(f"--points must be at least 1, got {points}")
-    methods = list(dict.fromkeys(m for m in methods if m != REFERENCE_METHOD))
-    if not methods:
-        raise KoreBenchError("nothing to sweep: give --methods")
-    for key in ("methods", "output", "split", "reference"):
-        if key in run_options:
-            raise KoreBenchError(f"frontier sets {key!r} itself")
-    template = RunConfig(methods=[], output=output, split=split, reference=False, **run_options)
+    methods, template = trial_template("frontier", methods, ("points", points), output, split, (), run_options,
+                                       "nothing to sweep: give --methods")
     registry = load_methods(template.include_paths)
     ranges = {m: sweep_param(registry.get(m), param, value_range) for m in methods}
     values = {m: ranges[m].grid(points) for m in methods}

@@ -74,6 +74,22 @@ def run_status(run_dir: Path, method: str) -> str:
     return "failed: " + next(iter(failed.values())) if failed else "ok"
 
 
+def trial_template(command: str, methods: list[str], count: tuple[str, int], output: Path, split: str,
+                   own_keys: tuple[str, ...], run_options: dict[str, Any], empty: str) -> tuple[list[str], RunConfig]:
+    """Checks shared by ``tune`` and ``frontier``: a positive count, some methods besides the base,
+    no run option the command sets itself; returns the methods and the RunConfig every trial copies."""
+    name, value = count
+    if value < 1:
+        raise KoreBenchError(f"--{name} must be at least 1, got {value}")
+    methods = list(dict.fromkeys(m for m in methods if m != REFERENCE_METHOD))
+    if not methods:
+        raise KoreBenchError(empty)
+    for key in ("methods", "output", "split", "reference", *own_keys):
+        if key in run_options:
+            raise KoreBenchError(f"{command} sets {key!r} itself")
+    return methods, RunConfig(methods=[], output=output, split=split, reference=False, **run_options)
+
+
 def tune(methods: list[str], budget: int, output: Path, *, space_file: Path | None = None, seed: int = 0,
          console: Console | None = None, **run_options: Any) -> Path:
     """Tune ``methods`` with ``budget`` trials each on the dev split; returns ``output``.
@@ -83,15 +99,9 @@ def tune(methods: list[str], budget: int, output: Path, *, space_file: Path | No
     """
     console = console or Console(stderr=True)
     output = Path(output)
-    if budget < 1:
-        raise KoreBenchError(f"--budget must be at least 1, got {budget}")
-    methods = list(dict.fromkeys(m for m in methods if m != REFERENCE_METHOD))
-    if not methods:
-        raise KoreBenchError("nothing to tune: give --methods (the base model has no settings)")
-    for key in ("methods", "output", "split", "reference", "tuned"):
-        if key in run_options:
-            raise KoreBenchError(f"tune sets {key!r} itself")
-    template = RunConfig(methods=[], output=output, split="dev", reference=False, **run_options)
+    methods, template = trial_template(
+        "tune", methods, ("budget", budget), output, "dev", ("tuned",), run_options,
+        "nothing to tune: give --methods (the base model has no settings)")
     fixed = template.method_args
     spaces = method_spaces(methods, space_file, fixed, template.include_paths)
     plans = {m: [{**fixed.get(m, {}), **s} for s in design(spaces[m], budget, seed)] for m in methods}
