@@ -106,3 +106,25 @@ def test_cli_world_export_refuses_non_empty_dir(tmp_path):
     r = _cli("world", "export", "--world", "micro", "--out", str(tmp_path))
     assert r.returncode == 2 and "not empty" in r.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+def test_length_grouped_batches_cover_each_sample_once_with_little_padding():
+    import random
+
+    from kore_bench.train import length_grouped_batches
+
+    rng = random.Random(0)
+    lengths = [rng.choice([20, 40, 60, 150]) + rng.randint(0, 5) for _ in range(1000)]
+    batches = length_grouped_batches(lengths, 32, random.Random(1))
+    assert sorted(i for b in batches for i in b) == list(range(1000))
+    assert all(len(b) == 32 for b in batches[:-1] if len(b) != 1000 % 32) and len(batches) == 32
+
+    def padded(bs):
+        return sum(max(lengths[i] for i in b) * len(b) for b in bs)
+
+    order = list(range(1000))
+    random.Random(1).shuffle(order)
+    uniform = [order[k:k + 32] for k in range(0, 1000, 32)]
+    assert padded(batches) < 0.7 * padded(uniform)
+    assert padded(batches) < 1.15 * sum(lengths)
+    assert batches != length_grouped_batches(lengths, 32, random.Random(2))  # the seed reorders
