@@ -2,8 +2,10 @@
 Hugging Face model given by id or path.
 
 kore-tiny's recipe is deterministic: a tokenizer trained on the old world's pre-training text,
-a tiny LLaVA (or Qwen2.5-VL) built from a size preset, and a fixed number of AdamW steps on
-``train/old_knowledge.json``. The result is cached by fingerprint (world preset and seed, model
+a tiny LLaVA (or Qwen2.5-VL) built from a size preset, then two stages as real LMMs are made:
+(0) the vision tower and projector learn the training images' content (:mod:`kore_bench.world.labels`,
+the stand-in for a pre-trained CLIP), (1) with the vision tower frozen, a fixed number of AdamW
+steps on ``train/old_knowledge.json``. The result is cached by fingerprint (world preset and seed, model
 config, recipe) and sealed with checksums; a corrupt entry is rebuilt, not loaded.
 """
 from __future__ import annotations
@@ -21,9 +23,11 @@ from . import cache
 from .data import load_conversations
 from .errors import UnknownNameError
 from .method import BaseModelRef
+from .models import parts
 from .store import fingerprint
+from .world import World, generate
 
-RECIPE_VERSION = 1  # bump when the trainer or encoding change in a way that changes the base
+RECIPE_VERSION = 2  # bump when the trainer or encoding change in a way that changes the base
 ARCHS = ("llava", "qwen")
 
 
@@ -36,14 +40,21 @@ class Recipe:
     steps: int
     batch_size: int
     lr: float
+    vision_steps: int
+    vision_batch_size: int = 128
+    vision_lr: float = 1e-3
     warmup_ratio: float = 0.05
     weight_decay: float = 0.0
 
 
+# Measured (probe on the default world): with lr 2e-3 and no vision stage the model never used the
+# image within 2,500 steps; at 1e-3 after the vision stage (held-out counting 98 %, characters
+# 100 %, old-entity identity 94 % after 1,500 vision steps) counting reached 95 % at 900 steps.
 RECIPES: dict[str, Recipe] = {
-    "micro": Recipe(model_size="micro", vocab_size=512, steps=800, batch_size=32, lr=3e-3),
-    "small": Recipe(model_size="small", vocab_size=1024, steps=600, batch_size=32, lr=2e-3),
-    "default": Recipe(model_size="default", vocab_size=1024, steps=700, batch_size=32, lr=2e-3),
+    "micro": Recipe(model_size="micro", vocab_size=512, steps=700, batch_size=32, lr=1e-3, vision_steps=250),
+    "small": Recipe(model_size="small", vocab_size=1024, steps=900, batch_size=32, lr=1e-3, vision_steps=500),
+    "default": Recipe(model_size="default", vocab_size=1024, steps=900, batch_size=32, lr=1e-3,
+                      vision_steps=500),
 }
 
 
@@ -101,22 +112,86 @@ def _build(world: str, arch: str, seed: int | None, target: Path, console: Conso
     tokenizer = train_tokenizer((s.text() for s in samples), recipe.vocab_size)
     torch.manual_seed(0)
     model, processor = build_tiny(arch, tokenizer, recipe.model_size, seed=0)
-    console.print(f"pre-training kore-tiny ({arch}, {sum(p.numel() for p in model.parameters()):,} parameters) "
-                  f"on {len(samples):,} old-world conversations, {recipe.steps} steps")
+    console.print(f"pre-training kore-tiny ({arch}, {sum(p.numel() for p in model.parameters()):,} parameters): "
+                  f"vision stage, {recipe.vision_steps} steps")
+    vision = pretrain_vision(model, processor, generate(world, seed), recipe)
+    console.print(f"vision stage: held-out accuracy {vision}; language stage on {len(samples):,} "
+                  f"old-world conversations, {recipe.steps} steps")
+    frozen = [p for p in parts.vision_tower(model).parameters() if p.requires_grad]
+    trained_projector = {id(p) for p in parts.projector(model).parameters()}
+    for p in frozen:
+        p.requires_grad_(id(p) in trained_projector)
     cfg = TrainConfig(lr=recipe.lr, steps=recipe.steps, batch_size=recipe.batch_size,
                       warmup_ratio=recipe.warmup_ratio, weight_decay=recipe.weight_decay)
     info = train_model(model, processor, samples, cfg, seed=0)
+    for p in frozen:
+        p.requires_grad_(True)
     tmp = cache.new_temp_dir(target.parent, target.name)
     save_model(model, processor, tmp / "model")
     meta = {
         "fingerprint": target.name.rsplit("-", 1)[1],
         "world": world, "world_seed": seed, "arch": arch, "recipe": dataclasses.asdict(recipe),
         "recipe_version": RECIPE_VERSION, "parameters": sum(p.numel() for p in model.parameters()),
-        "train": info.to_dict(), "build_seconds": round(time.perf_counter() - started, 1),
+        "vision_stage": vision, "train": info.to_dict(), "build_seconds": round(time.perf_counter() - started, 1),
     }
     (tmp / "base_info.json").write_text(json.dumps(meta, indent=2))
     cache.publish(tmp, target)
     console.print(f"base ready in {meta['build_seconds']} s: {target}")
+
+
+def pretrain_vision(model, processor, world: World, recipe: Recipe) -> dict[str, float]:
+    """Stage 0: train the vision tower and projector to predict the training images' labels.
+
+    Linear heads read the flattened image tokens the language model will see; they are thrown
+    away afterwards. Returns held-out accuracy per label group (test scenes, test views).
+    """
+    import torch
+
+    from .world.labels import IGNORE, labelled_images
+
+    train, test = labelled_images(world, "train"), labelled_images(world, "test")
+
+    def encode(images: list) -> list[dict[str, torch.Tensor]]:
+        return [dict(processor.image_processor([im], return_tensors="pt")) for im in images]
+
+    def features(encoded: list[dict[str, torch.Tensor]]) -> torch.Tensor:
+        inputs = {k: torch.cat([e[k] for e in encoded]) for k in encoded[0]}
+        out = model.get_image_features(**inputs).pooler_output
+        return torch.stack([f.flatten() for f in out]) if isinstance(out, (list, tuple)) else out.flatten(1)
+
+    train_inputs = encode(train.images)
+    torch.manual_seed(0)
+    width = features(train_inputs[:1]).shape[1]
+    heads = torch.nn.ModuleList(torch.nn.Linear(width, n) for n in train.heads.values())
+    params = [*parts.vision_tower(model).parameters(), *parts.projector(model).parameters(), *heads.parameters()]
+    params = list({id(p): p for p in params}.values())  # Qwen's projector lives inside its vision tower
+    optimizer = torch.optim.AdamW(params, lr=recipe.vision_lr, weight_decay=0.01)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.vision_lr,
+                                                   total_steps=recipe.vision_steps, pct_start=recipe.warmup_ratio)
+    labels = torch.tensor(train.labels)
+    generator = torch.Generator().manual_seed(0)
+    model.train()
+    for _ in range(recipe.vision_steps):
+        idx = torch.randint(0, len(train_inputs), (recipe.vision_batch_size,), generator=generator).tolist()
+        feats = features([train_inputs[i] for i in idx])
+        y = labels[idx]
+        loss = sum(torch.nn.functional.cross_entropy(h(feats), y[:, j], ignore_index=IGNORE)
+                   for j, h in enumerate(heads) if (y[:, j] != IGNORE).any())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        schedule.step()
+    model.eval()
+    with torch.no_grad():
+        feats, y = features(encode(test.images)), torch.tensor(test.labels)
+        hits: dict[str, list[float]] = {}
+        for j, (name, h) in enumerate(zip(test.heads, heads)):
+            mask = y[:, j] != IGNORE
+            if mask.any():
+                group = name.split("_")[0] if name[-1].isdigit() else name
+                hits.setdefault(group, []).append((h(feats[mask]).argmax(1) == y[mask, j]).float().mean().item())
+    return {g: round(100 * sum(v) / len(v), 1) for g, v in hits.items()}
 
 
 def base_info(world: str, arch: str = "llava", seed: int | None = None) -> dict[str, Any] | None:

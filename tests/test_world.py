@@ -388,3 +388,29 @@ def test_views_of_one_entity_differ_beyond_noise(exported):
             for j in range(i + 1, len(views)):
                 # pixel noise alone gives ~4.5; background, pose and colour jitter add to it
                 assert np.abs(views[i] - views[j]).mean() > 6, (e.id, i, j)
+
+
+def test_vision_labels_describe_the_rendered_content():
+    """The vision stage's labels come from the scenes themselves, on train images only."""
+    world = generate("micro")
+    from kore_bench.world.glyphs import ALPHABET
+    from kore_bench.world.labels import IGNORE, heads, labelled_images, scene_labels
+    from kore_bench.world.skills import ShapesScene, TextScene
+
+    counting = next(it for it in world.skills["counting"] if it.split == "train")
+    y = scene_labels(counting.scene)
+    assert y["count"] == int(counting.answer) - 1
+    assert sum(v > 0 for k, v in y.items() if k.startswith("shape_")) == int(counting.answer)
+    ocr = next(it for it in world.skills["ocr"] if it.split == "train")
+    assert isinstance(ocr.scene, TextScene)
+    assert "".join(ALPHABET[v] for v in scene_labels(ocr.scene).values()) == ocr.answer
+
+    train, test = labelled_images(world, "train"), labelled_images(world, "test")
+    names = list(heads(world))
+    n_scenes = sum(it.split == "train" and isinstance(it.scene, (ShapesScene, TextScene))
+                   for items in world.skills.values() for it in items)
+    assert len(train.images) == len(world.old) * len(VIEW_SPLITS["train"]) + n_scenes
+    entity_col = names.index("old_entity")
+    entity_rows = [r for r in train.labels if r[entity_col] != IGNORE]
+    assert Counter(r[entity_col] for r in entity_rows) == {i: len(VIEW_SPLITS["train"]) for i in range(len(world.old))}
+    assert len([r for r in test.labels if r[entity_col] != IGNORE]) == len(world.old) * len(VIEW_SPLITS["test"])
