@@ -82,6 +82,10 @@ def main() -> None:
               f"{TARGET_S / 60:.0f}-minute target: {'within' if cmd <= TARGET_S else 'OVER'}")
         print(f"  on a fresh cache (+ world)   {total:8.1f} s = {100 * total / TARGET_S:.0f} %: "
               f"{'within' if total <= TARGET_S else 'OVER'}")
+        print("  vision stage, held-out accuracy: "
+              + ", ".join(f"{k} {v:.1f}" for k, v in info.get("vision_stage", {}).items()))
+        if not args.no_evaluate:
+            print("  scores (test split): " + ", ".join(f"{k} {v:.1f}" for k, v in scores.items()))
         if args.keep:
             print(f"  cache kept: {tmp}")
     finally:

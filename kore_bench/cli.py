@@ -302,6 +302,8 @@ def _print_info(info: dict | None) -> None:
     t = Table("field", "value", title="kore-tiny base")
     for k in ("path", "fingerprint", "arch", "world", "parameters", "build_seconds", "intact"):
         t.add_row(k, str(info.get(k)))
+    for k, v in (info.get("vision_stage") or {}).items():
+        t.add_row(f"vision stage, held out: {k}", f"{v:.1f}")
     for k, v in (info.get("scores") or {}).items():
         t.add_row(f"score: {k}", f"{v:.1f}")
     out.print(t)
