@@ -1,10 +1,12 @@
-"""kore_bench.models: tokenizer, kore-tiny builders, chat templates, loading, generation, parts."""
+"""kore_bench.models: tokenizer, kore-tiny builders, chat templates, loading, parts; the evaluator's
+batched generation on both architectures."""
 from __future__ import annotations
 
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import io
 import re
 
 import pytest
@@ -15,7 +17,9 @@ from transformers import (LlavaConfig, LlavaForConditionalGeneration, LlavaProce
 
 from kore_bench.errors import KoreBenchError, UnknownNameError
 from kore_bench.models import parts, tiny
-from kore_bench.models.generation import generate, prepare_batch
+from kore_bench.data import IMAGE_TOKEN, ImageRef, Sample
+from kore_bench.encoding import collate, encode_for_training
+from kore_bench.evaluate import generate
 from kore_bench.models.loading import ImageOnlyQwen2_5_VLProcessor, load_model, save_model
 from kore_bench.models.tiny import SIZES, TinyModelConfig, build_tiny
 from kore_bench.models.tokenizer import SPECIAL_TOKENS, train_tokenizer
@@ -147,6 +151,11 @@ MULTI_TURN = [
 ]
 
 
+def _batch(processor, texts: list[str], images: list[Image.Image]) -> dict[str, torch.Tensor]:
+    """Chat-templated texts with their images, tokenised the way a processor does it."""
+    return dict(processor(text=texts, images=images or None, return_tensors="pt", padding=True))
+
+
 def _images_in(messages: list[dict]) -> list[Image.Image]:
     return [RED for m in messages if not isinstance(m["content"], str)
             for part in m["content"] if part["type"] == "image"]
@@ -168,8 +177,8 @@ def test_chat_template_prefix_contract(built):
         # token prefix, both for the bare tokenizer and through the processor (image expansion)
         tk = processor.tokenizer
         assert tk(full)["input_ids"][:len(tk(prefix)["input_ids"])] == tk(prefix)["input_ids"]
-        p_ids = prepare_batch(processor, [prefix], [_images_in(MULTI_TURN[:k])])["input_ids"][0]
-        f_ids = prepare_batch(processor, [full], [_images_in(MULTI_TURN[:k + 1])])["input_ids"][0]
+        p_ids = _batch(processor, [prefix], _images_in(MULTI_TURN[:k]))["input_ids"][0]
+        f_ids = _batch(processor, [full], _images_in(MULTI_TURN[:k + 1]))["input_ids"][0]
         assert torch.equal(f_ids[:len(p_ids)], p_ids)
         rest = tk.convert_ids_to_tokens(f_ids[len(p_ids):].tolist())
         assert end in rest and tk.convert_tokens_to_string(rest[:rest.index(end)]) == answer
@@ -202,7 +211,7 @@ def test_save_and_reload_identical(built, tmp_path):
     assert processor2.chat_template == processor.chat_template
     assert model2.generation_config.eos_token_id == model.generation_config.eos_token_id
     prompts = [processor.apply_chat_template(conv("who is this?", True), add_generation_prompt=True)]
-    b1, b2 = prepare_batch(processor, prompts, [RED]), prepare_batch(processor2, prompts, [RED])
+    b1, b2 = _batch(processor, prompts, [RED]), _batch(processor2, prompts, [RED])
     assert b1.keys() == b2.keys() and all(torch.equal(b1[k], b2[k]) for k in b1)
     with torch.no_grad():
         assert torch.equal(model(**b1).logits, model2(**b2).logits)
@@ -220,23 +229,28 @@ def test_load_missing_path_is_clear(tmp_path):
 
 # --- generation --------------------------------------------------------------------------------
 
+def _sample(i: int, question: str, image: Image.Image | None, answer: str, train: bool) -> Sample:
+    ref = None
+    if image is not None:
+        png = io.BytesIO()
+        image.save(png, format="PNG")
+        ref = ImageRef(data=png.getvalue())
+    messages = [{"role": "user", "content": f"{IMAGE_TOKEN}\n{question}" if image is not None else question}]
+    if train:
+        messages.append({"role": "assistant", "content": answer})
+    return Sample(f"s{i}", messages, ref, None if train else answer)
+
+
 def _overfit(model, processor, data, steps: int = 50) -> None:
-    """Teach the model three answers (loss on the answer + end token only)."""
-    fulls = [processor.apply_chat_template(conv(q, im is not None, a)) for q, im, a in data]
-    prompts = [processor.apply_chat_template(conv(q, im is not None), add_generation_prompt=True)
-               for q, im, _ in data]
-    images = [im for _, im, _ in data]
-    batch = prepare_batch(processor, fulls, images, padding_side="right")
-    labels = batch["input_ids"].clone()
-    for i, (prompt, im) in enumerate(zip(prompts, images)):
-        labels[i, :prepare_batch(processor, [prompt], [im])["input_ids"].shape[1]] = -100
-    labels[batch["attention_mask"] == 0] = -100
+    """Teach the model three answers through the project's own encoding (loss on the answers)."""
+    pad = processor.tokenizer.pad_token_id
+    batch = collate([encode_for_training(processor, _sample(i, *d, train=True)) for i, d in enumerate(data)], pad)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     model.train()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         for _ in range(steps):
-            model(**batch, labels=labels).loss.backward()
+            model(**batch).loss.backward()
             opt.step()
             opt.zero_grad()
     model.eval()
@@ -244,25 +258,20 @@ def _overfit(model, processor, data, steps: int = 50) -> None:
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_batched_generate_mixes_image_and_text_prompts(tok, arch):
+    """The evaluator's generation (left padding, KV cache) on both architectures: a batch mixing
+    image and text-only prompts of different lengths gives each prompt its own answer."""
     model, processor = build_tiny(arch, tok, "micro", seed=0)
     data = [("what colour is this?", RED, "red"), ("what colour is this?", BLUE, "blue"),
             ("What is 12 + 30?", None, "42")]
     _overfit(model, processor, data)
-    prompts = [processor.apply_chat_template(conv(q, im is not None), add_generation_prompt=True)
-               for q, im, _ in data]
-    images = [im for _, im, _ in data]
+    prompts = [_sample(i, *d, train=False) for i, d in enumerate(data)]
     answers = [a for _, _, a in data]
-    # prompts differ in length -> left padding; answers stop at the end-of-turn token
-    assert len({len(processor.tokenizer(p)["input_ids"]) for p in prompts}) > 1
-    assert generate(model, processor, prompts, images, max_new_tokens=8) == answers
-    assert generate(model, processor, prompts[::-1], images[::-1], max_new_tokens=8) == answers[::-1]
-    assert [generate(model, processor, [p], [im])[0] for p, im in zip(prompts, images)] == answers
-
-
-def test_prepare_batch_checks_lengths(built):
-    _, _, processor = built
-    with pytest.raises(KoreBenchError):
-        prepare_batch(processor, ["a", "b"], [None])
+    lengths = {len(processor.tokenizer(processor.apply_chat_template(p.chat(), add_generation_prompt=True,
+                                                                     tokenize=False))["input_ids"]) for p in prompts}
+    assert len(lengths) > 1  # left padding is exercised
+    assert generate(model, processor, prompts, max_new_tokens=8) == answers
+    assert generate(model, processor, prompts[::-1], max_new_tokens=8) == answers[::-1]
+    assert [generate(model, processor, [p], max_new_tokens=8)[0] for p in prompts] == answers
 
 
 # --- parts -------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """Models: kore-tiny (``tiny``, ``tokenizer``), loading any HF image-text-to-text model
-(``loading``), batched generation (``generation``) and model introspection (``parts``).
+(``loading``) and model introspection (``parts``); generation lives in :mod:`kore_bench.evaluate`.
 
 Import the submodules directly; this package itself imports nothing heavy.
 """
