@@ -25,10 +25,8 @@ def test_micro_base_knows_old_facts_far_above_the_answer_prior(micro_base, micro
 
 def test_vision_stage_makes_held_out_images_readable(micro_base):
     """The vision stage's held-out accuracy (recorded in base_info) is far above chance."""
-    import json
-    from pathlib import Path
+    from kore_bench.base import base_info
 
-    info = json.loads((Path(micro_base.path).parent / "base_info.json").read_text())
-    vision = info["vision_stage"]
+    vision = base_info("micro", "llava")["vision_stage"]
     assert vision["old_entity"] > 60  # chance 1/8 on micro
     assert vision["count"] > 50 and vision["colour"] > 60  # chance 1/4 and 1/9
