@@ -30,7 +30,7 @@ from rich.table import Table
 from .errors import KoreBenchError
 from .registry import load_methods
 from .runner import REFERENCE_METHOD, run
-from .search import LogUniform, Param
+from .search import LogUniform, Param, at_range_edge
 from .store import RunDir, atomic_write_json, atomic_write_text, environment, read_json
 from .tune import run_status, score_run, trial_template
 
@@ -173,9 +173,7 @@ def summarise(table: pd.DataFrame, levels: list[float]) -> pd.DataFrame:
             best = ok.loc[ok["Avg"].idxmax()]
             row.update({"best_Avg": best["Avg"], "best_value": best["value"], "best_K.A": best["K.A"],
                         "best_K.R": best["K.R"]})
-            values = list(ok["value"])
-            # the best point at an end of a swept range: the optimum may lie beyond it
-            row["best_at_edge"] = m != REFERENCE_METHOD and len(values) >= 3 and best["value"] in (values[0], values[-1])
+            row["best_at_edge"] = m != REFERENCE_METHOD and at_range_edge(best["value"], list(ok["value"]))
         else:
             row.update({"best_Avg": math.nan, "best_value": None, "best_K.A": math.nan, "best_K.R": math.nan,
                         "best_at_edge": False})

@@ -213,6 +213,13 @@ def merge_space(space: Space, overrides: dict[str, Param | None] | None) -> Spac
     return merged
 
 
+def at_range_edge(value: Any, tried: list[Any]) -> bool:
+    """Whether ``value``, the best of a swept range, is its smallest or largest value (with at least
+    three distinct values tried): the optimum may then lie outside the range."""
+    distinct = sorted(set(tried))
+    return len(distinct) >= 3 and value in (distinct[0], distinct[-1])
+
+
 def latin_hypercube(n: int, d: int, seed: int) -> list[list[float]]:
     """``n`` points in [0, 1]^d, one per stratum and dimension, at the strata centres.
 

@@ -171,19 +171,13 @@ def _winner(trials: list[dict[str, Any]]) -> dict[str, Any]:
 def at_edge(entry: dict[str, Any], space: Space) -> list[str]:
     """Range settings whose winning value is the smallest or largest tried (with 3+ trials): the
     optimum may lie outside the searched range."""
-    from .search import Choice
+    from .search import Choice, at_range_edge
 
     trials = [t for t in entry.get("trials", []) if t["status"] == "ok"]
-    if entry.get("settings") is None or len(trials) < 3:
+    if entry.get("settings") is None:
         return []
-    out = []
-    for key, param in space.items():
-        if isinstance(param, Choice):
-            continue
-        tried = sorted({t["settings"][key] for t in trials})
-        if entry["settings"][key] in (tried[0], tried[-1]):
-            out.append(key)
-    return out
+    return [key for key, param in space.items() if not isinstance(param, Choice)
+            and at_range_edge(entry["settings"][key], [t["settings"][key] for t in trials])]
 
 
 def tuned_table(results: dict[str, Any], reference: dict[str, float] | None = None) -> Table:

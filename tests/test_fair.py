@@ -16,7 +16,8 @@ from kore_bench.cli import app
 from kore_bench.covariance import Covariances
 from kore_bench.data import Sample, hold_out_dev, select_split
 from kore_bench.errors import KoreBenchError
-from kore_bench.search import Choice, LogUniform, Uniform, design, latin_hypercube, load_space_file, merge_space
+from kore_bench.search import (Choice, LogUniform, Uniform, at_range_edge, design, latin_hypercube, load_space_file,
+                               merge_space)
 from kore_bench.store import read_json
 from kore_bench.suites import load_suites, parse_suite
 
@@ -119,6 +120,19 @@ def test_design_is_deterministic_and_covers_every_stratum():
         assert sorted(p[j] for p in points) == pytest.approx([0.1, 0.3, 0.5, 0.7, 0.9])
     assert design({}, 3, 0) == [{}, {}, {}]
     assert LogUniform(1e-3, 1e-1).grid(3) == [1e-3, 1e-2, 1e-1]
+
+
+def test_range_edge_rule_shared_by_tune_and_frontier():
+    from kore_bench.tune import at_edge
+
+    assert at_range_edge(1e-2, [1e-3, 1e-2, 3e-3]) and at_range_edge(1e-3, [1e-2, 3e-3, 1e-3])
+    assert not at_range_edge(3e-3, [1e-3, 1e-2, 3e-3])
+    assert not at_range_edge(1e-3, [1e-3, 1e-3, 1e-2])  # two distinct values are no range
+    space = {"lr": LogUniform(1e-4, 1e-2), "rank": Choice([4, 8, 16])}
+    trials = [{"status": "ok", "settings": {"lr": lr, "rank": r}} for lr, r in ((1e-4, 4), (1e-3, 8), (1e-2, 16))]
+    assert at_edge({"settings": {"lr": 1e-2, "rank": 16}, "trials": trials}, space) == ["lr"]  # choices never
+    assert at_edge({"settings": {"lr": 1e-3, "rank": 4}, "trials": trials}, space) == []
+    assert at_edge({"settings": {"lr": 1e-2, "rank": 16}, "trials": trials[:2]}, space) == []
 
 
 def test_methods_declare_search_spaces_and_files_override_them(tmp_path):
