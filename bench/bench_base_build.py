@@ -1,4 +1,4 @@
-"""Wall time of ``kore-bench base build --world NAME --force`` against the 10-minute target.
+"""Wall time of ``kore-bench base build --world NAME --force`` against its target (micro: 1 minute, default: 10).
 
     .venv/bin/python bench/bench_base_build.py                    # default world (the target case)
     .venv/bin/python bench/bench_base_build.py --world micro      # quick check (a few minutes)
@@ -25,7 +25,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-TARGET_S = 600.0
+TARGET_S = {"micro": 60.0, "small": 600.0, "default": 600.0}  # issue 2: micro < 1 min, default <= 10 min
 
 
 def main() -> None:
@@ -71,17 +71,22 @@ def main() -> None:
               f"parameters, {recipe.steps} steps x batch {recipe.batch_size}, {args.threads} threads)")
         print(f"  world export (fresh cache)   {t_world:8.1f} s")
         print(f"  build_base(force=True)       {t_build:8.1f} s")
-        print(f"    pre-training               {train['seconds']:8.1f} s   {train['steps']} steps: "
+        print(f"    language stage (full mix)  {train['seconds']:8.1f} s   {train['steps']} steps: "
               f"{train['steps'] / train['seconds']:.2f} steps/s ({train['seconds'] / train['steps']:.3f} s/step, "
               f"{recipe.batch_size * train['steps'] / train['seconds']:.0f} samples/s), final loss {train['final_loss']:.3f}")
-        print(f"    tokenizer, encoding, save  {t_build - train['seconds']:8.1f} s")
+        knowledge = info.get("knowledge_stage")
+        if knowledge:
+            print(f"    knowledge stage            {knowledge['seconds']:8.1f} s   {knowledge['steps']} steps on the "
+                  f"old-entity conversations, final loss {knowledge['final_loss']:.3f}")
+        stage_s = train["seconds"] + (knowledge["seconds"] if knowledge else 0.0)
+        print(f"    vision stage, tokenizer, encoding, save  {t_build - stage_s:8.1f} s")
         if not args.no_evaluate:
             print(f"  evaluate_base                {t_eval:8.1f} s   ({len(scores)} task metrics)")
-        cmd = t_build + t_eval
-        print(f"  the command (build + score)  {cmd:8.1f} s = {100 * cmd / TARGET_S:.0f} % of the "
-              f"{TARGET_S / 60:.0f}-minute target: {'within' if cmd <= TARGET_S else 'OVER'}")
-        print(f"  on a fresh cache (+ world)   {total:8.1f} s = {100 * total / TARGET_S:.0f} %: "
-              f"{'within' if total <= TARGET_S else 'OVER'}")
+        cmd, target = t_build + t_eval, TARGET_S[args.world]
+        print(f"  the command (build + score)  {cmd:8.1f} s = {100 * cmd / target:.0f} % of the "
+              f"{target / 60:.0f}-minute target: {'within' if cmd <= target else 'OVER'}")
+        print(f"  on a fresh cache (+ world)   {total:8.1f} s = {100 * total / target:.0f} %: "
+              f"{'within' if total <= target else 'OVER'}")
         print("  vision stage, held-out accuracy: "
               + ", ".join(f"{k} {v:.1f}" for k, v in info.get("vision_stage", {}).items()))
         if not args.no_evaluate:

@@ -304,6 +304,9 @@ def _print_info(info: dict | None) -> None:
         t.add_row(k, str(info.get(k)))
     for k, v in (info.get("vision_stage") or {}).items():
         t.add_row(f"vision stage, held out: {k}", f"{v:.1f}")
+    for name, key in (("knowledge stage", "knowledge_stage"), ("language stage", "train")):
+        if stage := info.get(key):
+            t.add_row(f"{name}: steps, final loss", f"{stage['steps']}, {stage['final_loss']:.3f}")
     for k, v in (info.get("scores") or {}).items():
         t.add_row(f"score: {k}", f"{v:.1f}")
     out.print(t)

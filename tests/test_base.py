@@ -30,3 +30,28 @@ def test_vision_stage_makes_held_out_images_readable(micro_base):
     vision = base_info("micro", "llava")["vision_stage"]
     assert vision["old_entity"] > 60  # chance 1/8 on micro
     assert vision["count"] > 50 and vision["colour"] > 60  # chance 1/4 and 1/9
+
+
+def test_knowledge_stage_trains_on_old_entity_conversations_before_the_full_mix(micro_world, monkeypatch):
+    """A recipe with a knowledge stage first trains on the old-entity conversations alone, then on the
+    whole pre-training set, and records both stages."""
+    import dataclasses
+
+    import kore_bench.train
+    from kore_bench import base
+
+    recipe = dataclasses.replace(base.RECIPES["micro"], vision_steps=2, knowledge_steps=3, steps=2)
+    monkeypatch.setitem(base.RECIPES, "micro", recipe)
+    calls: list[tuple[int, set[str]]] = []
+    train_model = kore_bench.train.train_model
+
+    def recording(model, processor, samples, cfg, **kw):
+        calls.append((cfg.steps, {s.meta.get("category") for s in samples}))
+        return train_model(model, processor, samples, cfg, **kw)
+
+    monkeypatch.setattr(kore_bench.train, "train_model", recording)
+    base.build_base("micro", "llava")
+    assert calls[0] == (3, {"old_knowledge"})
+    assert calls[1][0] == 2 and {"old_knowledge", "counting", "reasoning"} <= calls[1][1]
+    info = base.base_info("micro", "llava")
+    assert info["knowledge_stage"]["steps"] == 3 and info["train"]["steps"] == 2
