@@ -16,17 +16,18 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
 from . import cache
 from .data import load_conversations
 from .errors import UnknownNameError
-from .method import BaseModelRef
-from .models import parts
 from .store import fingerprint
 from .world import World, generate
+
+if TYPE_CHECKING:  # kore_bench.method imports torch; base info and fingerprints do without it
+    from .method import BaseModelRef
 
 RECIPE_VERSION = 3  # bump when the trainer or encoding change in a way that changes the base
 ARCHS = ("llava", "qwen")
@@ -70,7 +71,7 @@ def _recipe(world: str) -> Recipe:
 
 
 def base_fingerprint(world: str, arch: str, seed: int | None = None) -> str:
-    from .models.tiny import SIZES
+    from .models.sizes import SIZES
     from .world import PRESETS
 
     if arch not in ARCHS:
@@ -79,7 +80,7 @@ def base_fingerprint(world: str, arch: str, seed: int | None = None) -> str:
     world_seed = PRESETS[world].seed if seed is None else seed
     size = dataclasses.asdict(SIZES[recipe.model_size])
     return fingerprint("kore-tiny", RECIPE_VERSION, world, world_seed, cache.world_code_fingerprint(),
-                       cache.code_fingerprint("models/tokenizer.py", "models/tiny.py"), arch, size,
+                       cache.code_fingerprint("models/tokenizer.py", "models/tiny.py", "models/sizes.py"), arch, size,
                        dataclasses.asdict(recipe))
 
 
@@ -90,6 +91,8 @@ def base_dir(world: str, arch: str = "llava", seed: int | None = None) -> Path:
 def build_base(world: str, arch: str = "llava", seed: int | None = None, force: bool = False,
                console: Console | None = None) -> BaseModelRef:
     """The cached kore-tiny base for a world preset, building it if absent or corrupt."""
+    from .method import BaseModelRef
+
     console = console or Console(stderr=True)
     target = base_dir(world, arch, seed)
     fp = target.name.rsplit("-", 1)[1]
@@ -105,6 +108,7 @@ def build_base(world: str, arch: str = "llava", seed: int | None = None, force: 
 def _build(world: str, arch: str, seed: int | None, target: Path, console: Console) -> None:
     import torch
 
+    from .models import parts
     from .models.loading import save_model
     from .models.tiny import build_tiny
     from .models.tokenizer import train_tokenizer
@@ -160,6 +164,7 @@ def pretrain_vision(model, processor, world: World, recipe: Recipe) -> dict[str,
     """
     import torch
 
+    from .models import parts
     from .world.labels import IGNORE, labelled_images
 
     train, test = labelled_images(world, "train"), labelled_images(world, "test")
@@ -222,6 +227,8 @@ def base_info(world: str, arch: str = "llava", seed: int | None = None) -> dict[
 
 def external_base(model: str) -> BaseModelRef:
     """A Hugging Face model id or local path as the base (fingerprinted by its config)."""
+    from .method import BaseModelRef
+
     path = Path(model)
     config = path / "config.json"
     ident = config.read_text() if config.exists() else model

@@ -29,8 +29,6 @@ system prompt (see ``CHAT_TEMPLATES``).
 from __future__ import annotations
 
 import copy
-import dataclasses
-from dataclasses import dataclass
 
 import torch
 from transformers import (CLIPImageProcessorPil, CLIPVisionConfig, GenerationConfig, LlamaConfig,
@@ -41,37 +39,9 @@ from transformers import (CLIPImageProcessorPil, CLIPVisionConfig, GenerationCon
 
 from kore_bench.errors import KoreBenchError, UnknownNameError
 from kore_bench.models.loading import ImageOnlyQwen2_5_VLProcessor
+from kore_bench.models.sizes import SIZES, TinyModelConfig  # noqa: F401  (re-exported)
 
 ARCHS = ("llava", "qwen")
-
-
-@dataclass(frozen=True)
-class TinyModelConfig:
-    """Shape of a kore-tiny model. ``vocab_size=None`` means ``len(tokenizer)``."""
-
-    vision_hidden: int = 64
-    vision_layers: int = 2
-    vision_heads: int = 4
-    image_size: int = 32
-    patch_size: int = 8
-    text_hidden: int = 128
-    text_layers: int = 2
-    text_heads: int = 4
-    text_kv_heads: int = 2
-    text_intermediate: int = 256
-    vocab_size: int | None = None
-    max_positions: int = 1024
-
-    def replace(self, **changes: int | None) -> TinyModelConfig:
-        return dataclasses.replace(self, **changes)
-
-
-SIZES: dict[str, TinyModelConfig] = {
-    "micro": TinyModelConfig(),
-    "small": TinyModelConfig(text_layers=4, text_intermediate=384),
-    "default": TinyModelConfig(vision_hidden=128, text_hidden=256, text_layers=4,
-                               text_intermediate=688),
-}
 
 
 def _user_parts(image: str) -> str:
