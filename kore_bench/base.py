@@ -6,8 +6,9 @@ a tiny LLaVA (or Qwen2.5-VL) built from a size preset, then stages as real LMMs 
 (0) the vision tower and projector learn the training images' content (:mod:`kore_bench.world.labels`,
 the stand-in for a pre-trained CLIP); then, with the vision tower frozen, (1) optionally a knowledge
 stage on the old-entity conversations alone and (2) a fixed number of AdamW steps on all of
-``train/old_knowledge.json`` (old-entity conversations and skills). The result is cached by fingerprint (world preset and seed, model
-config, recipe) and sealed with checksums; a corrupt entry is rebuilt, not loaded.
+``train/old_knowledge.json`` (old-entity conversations and skills). The result is cached by
+fingerprint (world preset and seed, model config, recipe) and sealed with checksums; a corrupt
+entry is rebuilt, not loaded.
 """
 from __future__ import annotations
 
@@ -112,7 +113,7 @@ def _build(world: str, arch: str, seed: int | None, target: Path, console: Conso
     from .models.loading import save_model
     from .models.tiny import build_tiny
     from .models.tokenizer import train_tokenizer
-    from .train import TrainConfig, train_model
+    from .train import TrainConfig, TrainInfo, train_model
 
     recipe = _recipe(world)
     wdir = cache.world_dir(world, seed)
@@ -130,7 +131,7 @@ def _build(world: str, arch: str, seed: int | None, target: Path, console: Conso
     for p in frozen:
         p.requires_grad_(False)
 
-    def language_stage(stage_samples: list, steps: int, what: str):
+    def language_stage(stage_samples: list, steps: int, what: str) -> TrainInfo:
         console.print(f"{what}: {len(stage_samples):,} conversations, {steps} steps")
         cfg = TrainConfig(lr=recipe.lr, steps=steps, batch_size=recipe.batch_size,
                           warmup_ratio=recipe.warmup_ratio, weight_decay=recipe.weight_decay)
@@ -149,7 +150,8 @@ def _build(world: str, arch: str, seed: int | None, target: Path, console: Conso
         "fingerprint": target.name.rsplit("-", 1)[1],
         "world": world, "world_seed": seed, "arch": arch, "recipe": dataclasses.asdict(recipe),
         "recipe_version": RECIPE_VERSION, "parameters": sum(p.numel() for p in model.parameters()),
-        "vision_stage": vision, "knowledge_stage": knowledge, "train": info.to_dict(), "build_seconds": round(time.perf_counter() - started, 1),
+        "vision_stage": vision, "knowledge_stage": knowledge, "train": info.to_dict(),
+        "build_seconds": round(time.perf_counter() - started, 1),
     }
     (tmp / "base_info.json").write_text(json.dumps(meta, indent=2))
     cache.publish(tmp, target)
