@@ -169,8 +169,8 @@ def _winner(trials: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def at_edge(entry: dict[str, Any], space: Space) -> list[str]:
-    """Range settings whose winning value is the smallest or largest tried (with 3+ trials): the
-    optimum may lie outside the searched range."""
+    """Range settings whose winning value is the smallest or largest tried (with 3+ distinct values
+    tried, :func:`kore_bench.search.at_range_edge`): the optimum may lie outside the searched range."""
     from .search import Choice, at_range_edge
 
     trials = [t for t in entry.get("trials", []) if t["status"] == "ok"]

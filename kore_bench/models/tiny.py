@@ -39,7 +39,7 @@ from transformers import (CLIPImageProcessorPil, CLIPVisionConfig, GenerationCon
 
 from kore_bench.errors import KoreBenchError, UnknownNameError
 from kore_bench.models.loading import ImageOnlyQwen2_5_VLProcessor
-from kore_bench.models.sizes import SIZES, TinyModelConfig  # noqa: F401  (re-exported)
+from kore_bench.models.sizes import SIZES, TinyModelConfig
 
 ARCHS = ("llava", "qwen")
 
