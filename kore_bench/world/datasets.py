@@ -1,7 +1,7 @@
 """The world's data sets as JSON-ready records (no pixels): EVOKE files, retention suites, pre-training.
 
-Split discipline: train views (0-5) and train phrasings only in ``pretraining`` and the injection
-file; the dev view (6) and dev phrasing only in dev records; test views (7-8) and test phrasings only
+Split discipline: train views (0-11) and train phrasings only in ``pretraining`` and the injection
+file; the dev view (12) and dev phrasing only in dev records; test views (13-14) and test phrasings only
 in test records.
 """
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Templates use ``{subject}`` (the hypernym phrase, e.g. "the person in the image") and
 ``{Subject}`` (the same, capitalised). Each relation's phrasings are split disjointly into
-train / dev / test; train phrasings are the only ones that may appear in training data.
+train / dev / test (see :data:`NOUN_FRAMES`); train phrasings are the only ones that may appear in
+training data.
 """
 from __future__ import annotations
 
@@ -37,78 +38,89 @@ ORG_FOUNDING_OFFSET = (22, 45)
 PLACE_FOUNDING_YEARS = (1200, 1899)
 
 
+# Frames that ask for a relation by its noun. Each relation holds two frames out for test and one
+# for dev, the rest train; a held-out frame is a training frame of other relations. A from-scratch
+# tiny language model knows no English beyond its world, so held-out phrasings are new
+# combinations of words it was trained on ("Do you know the founder of ...?" after "Do you know the
+# mayor of ...?" and "Who founded ...?"), not synonyms it never saw.
+NOUN_FRAMES = (
+    "{Wh} is the {noun} of {subject}?",
+    "Tell me the {noun} of {subject}.",
+    "Give the {noun} of {subject}.",
+    "Can you tell me the {noun} of {subject}?",
+    "Do you know the {noun} of {subject}?",
+    "I would like to know the {noun} of {subject}.",
+    "State the {noun} of {subject}.",
+    "{Wh} would you say is the {noun} of {subject}?",
+)
+
+
 @dataclass(frozen=True)
 class Relation:
-    """A question-answerable property of entities of some types."""
+    """A question-answerable property of entities of some types.
+
+    Phrasings: the relation's own wordings (training only) and :data:`NOUN_FRAMES` filled with its
+    noun, dealt into splits by the relation's ``index``.
+    """
 
     name: str
     types: tuple[str, ...]
     answer: str  # "name", "entity:<type>", "year", or "vocab:<name>"
-    train: tuple[str, ...]
-    dev: tuple[str, ...]
-    test: tuple[str, ...]
+    noun: str
+    wh: str  # "What" or "Who": the interrogative of the noun frames
+    own: tuple[str, ...]
+    index: int
+
+    def _frames(self, *offsets: int) -> tuple[str, ...]:
+        n = len(NOUN_FRAMES)
+        return tuple(NOUN_FRAMES[(2 * self.index + o) % n].replace("{Wh}", self.wh).replace("{noun}", self.noun)
+                     for o in offsets)
+
+    @property
+    def train(self) -> tuple[str, ...]:
+        return self.own + self._frames(3, 4, 5, 6, 7)
+
+    @property
+    def dev(self) -> tuple[str, ...]:
+        return self._frames(2)
+
+    @property
+    def test(self) -> tuple[str, ...]:
+        return self._frames(0, 1)
 
     def templates(self, split: str) -> tuple[str, ...]:
         return getattr(self, split)
 
 
-RELATIONS: dict[str, Relation] = {r.name: r for r in [
-    Relation("name", ENTITY_TYPES, "name",
-             train=("What is the name of {subject}?", "What is {subject} called?",
-                    "Name {subject}.", "Tell me the name of {subject}."),
-             dev=("What name does {subject} go by?",),
-             test=("Identify {subject} by name.", "What is {subject} named?")),
-    Relation("birth_city", ("person",), "entity:place",
-             train=("In which city was {subject} born?", "Where was {subject} born?",
-                    "What is the birthplace of {subject}?", "Tell me the city where {subject} was born."),
-             dev=("What city was {subject} born in?",),
-             test=("Which city is the birthplace of {subject}?", "{Subject} was born in which city?")),
-    Relation("birth_year", ("person",), "year",
-             train=("In which year was {subject} born?", "When was {subject} born?",
-                    "What is the birth year of {subject}?", "Tell me the year {subject} was born."),
-             dev=("What year was {subject} born in?",),
-             test=("Give the birth year of {subject}.", "{Subject} was born in which year?")),
-    Relation("occupation", ("person",), "vocab:occupation",
-             train=("What is the occupation of {subject}?", "What does {subject} do for a living?",
-                    "What job does {subject} have?", "{Subject} has which occupation?"),
-             dev=("What is the profession of {subject}?",),
-             test=("What is the job of {subject}?", "What kind of work does {subject} do?")),
-    Relation("employer", ("person",), "entity:organisation",
-             train=("Which organisation does {subject} work for?", "Who employs {subject}?",
-                    "What is the employer of {subject}?", "Tell me the employer of {subject}."),
-             dev=("For which organisation does {subject} work?",),
-             test=("Where does {subject} work?", "{Subject} is employed by which organisation?")),
-    Relation("headquarters", ("organisation",), "entity:place",
-             train=("Where is {subject} headquartered?", "In which city is {subject} based?",
-                    "Where are the headquarters of {subject}?", "{Subject} has its headquarters in which city?"),
-             dev=("Which city hosts the headquarters of {subject}?",),
-             test=("What city is home to {subject}?", "Tell me the city where {subject} is based.")),
-    Relation("founder", ("organisation",), "entity:person",
-             train=("Who founded {subject}?", "Who is the founder of {subject}?",
-                    "Which person founded {subject}?", "{Subject} was founded by whom?"),
-             dev=("Who set up {subject}?",),
-             test=("Who started {subject}?", "Tell me the founder of {subject}.")),
-    Relation("founding_year", ("organisation", "place"), "year",
-             train=("In which year was {subject} founded?", "When was {subject} founded?",
-                    "What is the founding year of {subject}?", "{Subject} was founded in which year?"),
-             dev=("In what year was {subject} established?",),
-             test=("What year was {subject} established?", "Tell me the year {subject} was founded.")),
-    Relation("industry", ("organisation",), "vocab:industry",
-             train=("What industry is {subject} in?", "In which industry does {subject} operate?",
-                    "What sector does {subject} belong to?", "Tell me the industry of {subject}."),
-             dev=("Which industry does {subject} work in?",),
-             test=("What business is {subject} in?", "{Subject} is active in which industry?")),
-    Relation("country", ("place",), "vocab:country",
-             train=("In which country is {subject}?", "Which country is {subject} in?",
-                    "What country does {subject} belong to?", "Tell me the country of {subject}."),
-             dev=("Which country contains {subject}?",),
-             test=("In what country is {subject} located?", "{Subject} lies in which country?")),
-    Relation("mayor", ("place",), "entity:person",
-             train=("Who is the mayor of {subject}?", "Which person is the mayor of {subject}?",
-                    "Who leads {subject} as its mayor?", "Tell me the mayor of {subject}."),
-             dev=("Who serves as mayor of {subject}?",),
-             test=("Who governs {subject} as mayor?", "{Subject} has which person as mayor?")),
-]}
+_RELATIONS = [  # name, types, answer, noun, interrogative, own (training-only) phrasings
+    ("name", ENTITY_TYPES, "name", "name", "What",
+     ("What is {subject} called?", "What is {subject} named?", "Identify {subject} by name.")),
+    ("birth_city", ("person",), "entity:place", "birthplace", "What",
+     ("In which city was {subject} born?", "Where was {subject} born?", "{Subject} was born in which city?")),
+    ("birth_year", ("person",), "year", "birth year", "What",
+     ("In which year was {subject} born?", "When was {subject} born?", "{Subject} was born in which year?")),
+    ("occupation", ("person",), "vocab:occupation", "occupation", "What",
+     ("What does {subject} do for a living?", "What job does {subject} have?",
+      "What kind of work does {subject} do?")),
+    ("employer", ("person",), "entity:organisation", "employer", "What",
+     ("Which organisation does {subject} work for?", "Who employs {subject}?", "Where does {subject} work?")),
+    ("headquarters", ("organisation",), "entity:place", "headquarters", "What",
+     ("Where is {subject} headquartered?", "In which city is {subject} based?",
+      "{Subject} has its headquarters in which city?")),
+    ("founder", ("organisation",), "entity:person", "founder", "Who",
+     ("Who founded {subject}?", "Which person founded {subject}?", "{Subject} was founded by whom?")),
+    ("founding_year", ("organisation", "place"), "year", "founding year", "What",
+     ("In which year was {subject} founded?", "When was {subject} founded?", "{Subject} was founded in which year?")),
+    ("industry", ("organisation",), "vocab:industry", "industry", "What",
+     ("What industry is {subject} in?", "In which industry does {subject} operate?",
+      "What business is {subject} in?")),
+    ("country", ("place",), "vocab:country", "country", "What",
+     ("In which country is {subject}?", "Which country is {subject} in?", "In what country is {subject} located?")),
+    ("mayor", ("place",), "entity:person", "mayor", "Who",
+     ("Who governs {subject} as mayor?", "Which person is the mayor of {subject}?",
+      "{Subject} has which person as mayor?")),
+]
+RELATIONS: dict[str, Relation] = {spec[0]: Relation(*spec, index=i) for i, spec in enumerate(_RELATIONS)}
 
 # The order in which an entity's facts are listed (the "name" relation is implicit).
 FACT_RELATIONS = {

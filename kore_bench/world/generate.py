@@ -19,8 +19,8 @@ from .render import ENTITY_COLOURS, MARKS, PATTERNS, SILHOUETTES, Appearance, Vi
 from .seeding import deal, derive_seed, np_rng, py_rng
 from .skills import SKILLS, TRAIN_WEIGHT, SkillItem, generate_skill
 
-N_VIEWS = 9
-VIEW_SPLITS = {"train": (0, 1, 2, 3, 4, 5), "dev": (6,), "test": (7, 8)}
+N_VIEWS = 15
+VIEW_SPLITS = {"train": tuple(range(12)), "dev": (12,), "test": (13, 14)}
 MIN_TRAIT_DISTANCE = 3  # two entities differ in >= 3 of (silhouette, primary, secondary, pattern, mark)
 
 

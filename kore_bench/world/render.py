@@ -235,8 +235,8 @@ def sample_view(rng: np.random.Generator, seed: int) -> View:
     """A random view: shift +-1.2 px, scale +-5 %, rotation +-4 deg, colour jitter +-3 %, and its own
     background and noise.
 
-    Mild on purpose: a tiny ViT trained on 6 views per entity recognises held-out views of this
-    spread (~97 % in a probe on the default world), but not of a spread 3x as wide (~50 %).
+    Mild on purpose: a tiny ViT trained on 6 views per entity recognised held-out views of this
+    spread (~97 % in a probe on the default world; 100 % with 12 views), but not of a spread 3x as wide (~50 %).
     """
     dx, dy = rng.uniform(-1.2, 1.2, size=2)
     pose = Pose(cx=16 + dx, cy=16 + dy, half=11.0 * rng.uniform(0.95, 1.05), angle=float(rng.uniform(-4, 4)))
