@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .errors import KoreBenchError
+from .errors import KoreBenchError, UnknownNameError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmark knowledge injection into multimodal models: train every method the "
@@ -20,8 +20,9 @@ world_app = typer.Typer(no_args_is_help=True, help="The embedded synthetic world
 base_app = typer.Typer(no_args_is_help=True, help="The kore-tiny base model.")
 app.add_typer(world_app, name="world")
 app.add_typer(base_app, name="base")
-console = Console(stderr=True)
-out = Console()
+# Piped output (logs, CI) keeps wide tables whole instead of cutting them to 80 columns.
+console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+out = Console(width=None if sys.stdout.isatty() else 200)
 
 
 def _csv(value: str) -> list[str]:
@@ -220,7 +221,6 @@ def ls(
     include_path: list[Path] = typer.Option([], help="folder with extra methods and suites"),
 ) -> None:
     """List what is registered."""
-    from .errors import UnknownNameError
 
     if what == "methods":
         from .registry import load_methods
@@ -318,7 +318,6 @@ def table(
     format: str = typer.Option("rich", help="rich | md | latex | csv"),
 ) -> None:
     """Print the leaderboard of a stored run (reads only stored results)."""
-    from .errors import UnknownNameError
     from .report import leaderboard, to_latex, to_markdown, to_rich
 
     t = leaderboard(run_dir)
@@ -339,16 +338,26 @@ def compare(
     run_dir: Path = typer.Argument(..., help="a run directory"),
     baseline: str = typer.Option("lora", help="method to compare against"),
     method: Optional[str] = typer.Option(None, help="only this method"),
+    format: str = typer.Option("rich", help="rich | md | csv"),
 ) -> None:
-    """Paired per-sample comparison against a baseline (mean difference, bootstrap CI, p-value)."""
+    """Paired per-sample comparison against a baseline, per task (mean difference, bootstrap CI, p)."""
     from .report import compare as compare_runs
+    from .report import compare_table, to_markdown
 
     rows = compare_runs(run_dir, baseline, method)
     if not rows:
         raise KoreBenchError(f"nothing to compare with {baseline!r} in {run_dir}")
-    t = Table("method", "suite", "metric", "n", "Δ (×100)", "95% CI", "p")
+    if format == "md":
+        print(to_markdown(compare_table(rows)), end="")
+        return
+    if format == "csv":
+        print(compare_table(rows).to_csv(index=False), end="")
+        return
+    if format != "rich":
+        raise UnknownNameError("format", format, ["rich", "md", "csv"])
+    t = Table("method", "suite", "task", "metric", "n", "Δ (×100)", "95% CI", "p")
     for r in rows:
-        t.add_row(r["method"], r["suite"], r["metric"], str(r["n"]), f"{100 * r['mean_diff']:+.2f}",
+        t.add_row(r["method"], r["suite"], r["task"], r["metric"], str(r["n"]), f"{100 * r['mean_diff']:+.2f}",
                   f"[{100 * r['ci_low']:+.2f}, {100 * r['ci_high']:+.2f}]", f"{r['p_value']:.3g}")
     out.print(t)
 

@@ -227,29 +227,44 @@ def _plot(table: pd.DataFrame, path: Path) -> None:
 
 
 def compare(run: Path, baseline: str, method: str | None = None) -> list[dict[str, Any]]:
-    """Paired per-sample comparison of each method against ``baseline`` (across seeds)."""
+    """Paired per-sample comparison of each method against ``baseline``, per task and metric.
+
+    Samples are paired on (seed, task, id); a baseline evaluated once (``base``) pairs with every
+    seed of the other method.
+    """
     from .metrics import paired_test
 
     run = Path(run)
-    samples: dict[tuple[str, str, str], dict[tuple[int, str, str], float]] = {}
+    samples: dict[tuple[str, str, str, str], dict[tuple[int, str], float]] = {}
     for path in sorted(run.glob("*/seed*/*/samples.jsonl")):
         m, seed, suite = path.parts[-4], int(path.parts[-3][4:]), path.parts[-2]
         for line in path.read_text().splitlines():
             rec = json.loads(line)
             for metric, v in rec["scores"].items():
-                samples.setdefault((m, suite, metric), {})[(seed, rec["task"], rec["id"])] = v
+                samples.setdefault((m, suite, rec["task"], metric), {})[(seed, rec["id"])] = v
     out = []
-    for (m, suite, metric), vals in sorted(samples.items()):
+    for (m, suite, task, metric), vals in sorted(samples.items()):
         if m == baseline or (method and m != method):
             continue
-        base_vals = samples.get((baseline, suite, metric))
+        base_vals = samples.get((baseline, suite, task, metric))
         if not base_vals:
             continue
         if len({k[0] for k in base_vals}) == 1:  # a seed-independent baseline pairs with every seed
-            by_item = {k[1:]: v for k, v in base_vals.items()}
-            base_vals = {k: by_item[k[1:]] for k in vals if k[1:] in by_item}
+            by_item = {k[1]: v for k, v in base_vals.items()}
+            base_vals = {k: by_item[k[1]] for k in vals if k[1] in by_item}
         keys = sorted(set(vals) & set(base_vals))
         if keys:
             stats = paired_test([vals[k] for k in keys], [base_vals[k] for k in keys])
-            out.append({"method": m, "baseline": baseline, "suite": suite, "metric": metric, "n": len(keys), **stats})
+            out.append({"method": m, "baseline": baseline, "suite": suite, "task": task, "metric": metric,
+                        "n": len(keys), "seeds": len({k[0] for k in keys}), **stats})
     return out
+
+
+def compare_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """``compare``'s rows as a table: differences and intervals ×100, rounded for reading."""
+    t = pd.DataFrame(rows)
+    for col in ("mean_a", "mean_b", "mean_diff", "ci_low", "ci_high"):
+        t[col] = (100 * t[col]).round(2)
+    t["p_value"] = t["p_value"].map(lambda p: f"{p:.3g}")
+    return t[["method", "baseline", "suite", "task", "metric", "n", "seeds", "mean_a", "mean_b",
+              "mean_diff", "ci_low", "ci_high", "p_value"]]

@@ -1,6 +1,7 @@
 """Suites, the base cache, reports and CLI errors — the engine's small parts."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -128,3 +129,27 @@ def test_length_grouped_batches_cover_each_sample_once_with_little_padding():
     assert padded(batches) < 0.7 * padded(uniform)
     assert padded(batches) < 1.15 * sum(lengths)
     assert batches != length_grouped_batches(lengths, 32, random.Random(2))  # the seed reorders
+
+
+def _write_samples(run: Path, method: str, seed: int, task_scores: dict[str, list[float]]) -> None:
+    path = run / method / f"seed{seed}" / "world-retention" / "samples.jsonl"
+    path.parent.mkdir(parents=True)
+    lines = [json.dumps({"task": task, "id": f"{task}-{i}", "scores": {"exact_match": v}})
+             for task, values in task_scores.items() for i, v in enumerate(values)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_compare_pairs_samples_per_task_across_seeds(tmp_path):
+    from kore_bench.report import compare, compare_table
+
+    _write_samples(tmp_path, "base", 0, {"ocr": [1, 1, 1, 1], "counting": [0, 0, 1, 1]})
+    _write_samples(tmp_path, "lora", 0, {"ocr": [0, 0, 1, 1], "counting": [0, 0, 1, 1]})
+    _write_samples(tmp_path, "lora", 1, {"ocr": [0, 1, 1, 1], "counting": [1, 1, 1, 1]})
+    rows = {r["task"]: r for r in compare(tmp_path, baseline="base")}
+    # tasks sharing a metric stay apart; the once-evaluated base pairs with each of lora's seeds
+    assert set(rows) == {"ocr", "counting"}
+    assert rows["ocr"]["n"] == 8 and rows["ocr"]["seeds"] == 2
+    assert rows["ocr"]["mean_diff"] == pytest.approx(-3 / 8)
+    assert rows["counting"]["mean_diff"] == pytest.approx(2 / 8)
+    table = compare_table(list(rows.values()))
+    assert table.loc[table.task == "ocr", "mean_diff"].item() == -37.5
