@@ -5,7 +5,7 @@ import ast
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -23,6 +23,19 @@ app.add_typer(base_app, name="base")
 # Piped output (logs, CI) keeps wide tables whole instead of cutting them to 80 columns.
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 out = Console(width=None if sys.stdout.isatty() else 200)
+
+
+# Options shared by run, tune, frontier and diagnose: one definition each.
+WorldOpt = Annotated[str, typer.Option(help="embedded world preset: micro, small, default")]
+ArchOpt = Annotated[str, typer.Option(help="kore-tiny architecture: llava or qwen")]
+ModelOpt = Annotated[Optional[str], typer.Option(help="a Hugging Face model id or path instead of kore-tiny")]
+NewOpt = Annotated[str, typer.Option(help="new-knowledge suite, e.g. evoke:/data/EVOKE")]
+RetentionOpt = Annotated[str, typer.Option(help="comma-separated retention suites")]
+BatchSizeOpt = Annotated[int, typer.Option(help="evaluation batch size")]
+IncludePathOpt = Annotated[list[Path], typer.Option(help="folder with extra methods (*.py) and suites (*.yaml)")]
+DevShareOpt = Annotated[float, typer.Option(help="data without a dev split: seeded share held out as dev")]
+DeviceOpt = Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1 ... (default: cuda if available)")]
+ProgressOpt = Annotated[bool, typer.Option(help="show progress bars")]
 
 
 def _csv(value: str) -> list[str]:
@@ -48,21 +61,21 @@ def _parse_sets(sets: list[str]) -> dict[str, dict]:
 @app.command()
 def run(
     methods: str = typer.Option("lora,full-ft,replay", help="comma-separated method keys (base is always added)"),
-    world: str = typer.Option("default", help="embedded world preset: micro, small, default"),
-    arch: str = typer.Option("llava", help="kore-tiny architecture: llava or qwen"),
-    model: Optional[str] = typer.Option(None, help="a Hugging Face model id or path instead of kore-tiny"),
+    world: WorldOpt = "default",
+    arch: ArchOpt = "llava",
+    model: ModelOpt = None,
     seeds: str = typer.Option("0", help="comma-separated training seeds"),
     output: Optional[Path] = typer.Option(None, help="run directory (default runs/<world>-<arch>)"),
-    new: str = typer.Option("world-new", help="new-knowledge suite, e.g. evoke:/data/EVOKE"),
-    retention: str = typer.Option("world-retention", help="comma-separated retention suites"),
+    new: NewOpt = "world-new",
+    retention: RetentionOpt = "world-retention",
     limit: Optional[int] = typer.Option(None, help="evaluate at most N samples per task (smoke test)"),
-    batch_size: int = typer.Option(32, help="evaluation batch size"),
-    include_path: list[Path] = typer.Option([], help="folder with extra methods (*.py) and suites (*.yaml)"),
+    batch_size: BatchSizeOpt = 32,
+    include_path: IncludePathOpt = [],
     set_: list[str] = typer.Option([], "--set", help="method setting, e.g. --set lora.lr=1e-3 (repeatable)"),
-    device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda if available)"),
-    progress: bool = typer.Option(True, help="show progress bars"),
+    device: DeviceOpt = None,
+    progress: ProgressOpt = True,
     split: str = typer.Option("test", help="test (reported scores) or dev (selection only)"),
-    dev_share: float = typer.Option(0.1, help="data without a dev split: seeded share held out as dev (not tested)"),
+    dev_share: DevShareOpt = 0.1,
     dev_seed: int = typer.Option(0, help="seed of that hold-out"),
     tuned: Optional[str] = typer.Option(None, help="a `kore-bench tune` directory (or 'default'): use its winning "
                                                    "settings; --set still wins"),
@@ -110,21 +123,21 @@ def tune(
     budget: int = typer.Option(8, help="trials per method (the same for every method)"),
     space: Optional[Path] = typer.Option(None, help="YAML overriding the methods' search spaces"),
     seed: int = typer.Option(0, help="seed of the trial design"),
-    world: str = typer.Option("default", help="embedded world preset: micro, small, default"),
-    arch: str = typer.Option("llava", help="kore-tiny architecture: llava or qwen"),
-    model: Optional[str] = typer.Option(None, help="a Hugging Face model id or path instead of kore-tiny"),
+    world: WorldOpt = "default",
+    arch: ArchOpt = "llava",
+    model: ModelOpt = None,
     seeds: str = typer.Option("0", help="comma-separated training seeds per trial (dev Avg is their mean)"),
     output: Optional[Path] = typer.Option(None, help="tune directory (default runs/tune-<world>-<arch>)"),
-    new: str = typer.Option("world-new", help="new-knowledge suite, e.g. evoke:/data/EVOKE"),
-    retention: str = typer.Option("world-retention", help="comma-separated retention suites"),
+    new: NewOpt = "world-new",
+    retention: RetentionOpt = "world-retention",
     limit: Optional[int] = typer.Option(None, help="evaluate at most N dev samples per task"),
-    batch_size: int = typer.Option(32, help="evaluation batch size"),
-    include_path: list[Path] = typer.Option([], help="folder with extra methods (*.py) and suites (*.yaml)"),
+    batch_size: BatchSizeOpt = 32,
+    include_path: IncludePathOpt = [],
     set_: list[str] = typer.Option([], "--set", help="fixed setting for every trial, e.g. --set lora.steps=50"),
-    dev_share: float = typer.Option(0.1, help="data without a dev split: seeded share held out as dev"),
+    dev_share: DevShareOpt = 0.1,
     dev_seed: int = typer.Option(0, help="seed of that hold-out"),
-    device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 ..."),
-    progress: bool = typer.Option(True, help="show progress bars"),
+    device: DeviceOpt = None,
+    progress: ProgressOpt = True,
 ) -> None:
     """Equal-budget search on the dev split: the same number of trials per method, scored by dev Avg."""
     from .tune import default_output
@@ -148,21 +161,21 @@ def frontier(
                                                                 "method's search-space range"),
     levels: Optional[str] = typer.Option(None, help="K.A levels for K.R at matched adaptation, e.g. 20,40,60"),
     split: str = typer.Option("test", help="test (a reported curve) or dev"),
-    world: str = typer.Option("default", help="embedded world preset: micro, small, default"),
-    arch: str = typer.Option("llava", help="kore-tiny architecture: llava or qwen"),
-    model: Optional[str] = typer.Option(None, help="a Hugging Face model id or path instead of kore-tiny"),
+    world: WorldOpt = "default",
+    arch: ArchOpt = "llava",
+    model: ModelOpt = None,
     seeds: str = typer.Option("0", help="comma-separated training seeds per point"),
     output: Optional[Path] = typer.Option(None, help="frontier directory (default runs/frontier-<world>-<arch>)"),
-    new: str = typer.Option("world-new", help="new-knowledge suite, e.g. evoke:/data/EVOKE"),
-    retention: str = typer.Option("world-retention", help="comma-separated retention suites"),
+    new: NewOpt = "world-new",
+    retention: RetentionOpt = "world-retention",
     limit: Optional[int] = typer.Option(None, help="evaluate at most N samples per task"),
-    batch_size: int = typer.Option(32, help="evaluation batch size"),
-    include_path: list[Path] = typer.Option([], help="folder with extra methods (*.py) and suites (*.yaml)"),
+    batch_size: BatchSizeOpt = 32,
+    include_path: IncludePathOpt = [],
     set_: list[str] = typer.Option([], "--set", help="fixed setting for every point, e.g. --set lora.rank=8"),
     tuned: Optional[str] = typer.Option(None, help="start from a tune directory's winners (the swept value wins)"),
-    dev_share: float = typer.Option(0.1, help="data without a dev split: seeded share held out as dev"),
-    device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 ..."),
-    progress: bool = typer.Option(True, help="show progress bars"),
+    dev_share: DevShareOpt = 0.1,
+    device: DeviceOpt = None,
+    progress: ProgressOpt = True,
 ) -> None:
     """Sweep each method along its step size: K.A/K.R curves, their Pareto front, K.R at matched K.A."""
     from .frontier import frontier as run_frontier
@@ -184,10 +197,10 @@ def frontier(
 
 @app.command()
 def diagnose(
-    world: str = typer.Option("default", help="embedded world preset: micro, small, default"),
-    arch: str = typer.Option("llava", help="kore-tiny architecture: llava or qwen"),
-    model: Optional[str] = typer.Option(None, help="a Hugging Face model id or path instead of kore-tiny"),
-    new: str = typer.Option("world-new", help="new-knowledge suite, e.g. evoke:/data/EVOKE"),
+    world: WorldOpt = "default",
+    arch: ArchOpt = "llava",
+    model: ModelOpt = None,
+    new: NewOpt = "world-new",
     retention: str = typer.Option("world-retention", help="comma-separated retention suites (old data)"),
     rank: Optional[int] = typer.Option(None, help="KORE rank (default: KORE's, matched to LoRA's budget)"),
     split: str = typer.Option("all", help="held-out old prompts from the dev, test or all evaluation items"),
@@ -199,8 +212,8 @@ def diagnose(
     threshold: float = typer.Option(2.0, help="new/old ratio from which the constraint separates the data"),
     output: Optional[Path] = typer.Option(None, help="output directory (default runs/diagnose-<world>-<arch>)"),
     include_path: list[Path] = typer.Option([], help="folder with extra suites (*.yaml)"),
-    dev_share: float = typer.Option(0.1, help="data without a dev split: seeded share held out as dev"),
-    device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 ..."),
+    dev_share: DevShareOpt = 0.1,
+    device: DeviceOpt = None,
 ) -> None:
     """Per decoder linear: how much energy new vs held-out old data put into KORE's trainable subspace."""
     from .diagnose import diagnose as run_diagnose
@@ -269,8 +282,8 @@ def world_export(
 
 @base_app.command("build")
 def base_build(
-    world: str = typer.Option("default", help="world preset the base is pre-trained on"),
-    arch: str = typer.Option("llava", help="llava or qwen"),
+    world: WorldOpt = "default",
+    arch: ArchOpt = "llava",
     force: bool = typer.Option(False, help="rebuild even if cached"),
 ) -> None:
     """Pre-train (or fetch from the cache) kore-tiny on the old world and report its scores."""
@@ -284,8 +297,8 @@ def base_build(
 
 @base_app.command("info")
 def base_info_cmd(
-    world: str = typer.Option("default", help="world preset"),
-    arch: str = typer.Option("llava", help="llava or qwen"),
+    world: WorldOpt = "default",
+    arch: ArchOpt = "llava",
 ) -> None:
     """What is cached for the base of a world: fingerprint, size, build time, scores."""
     from .base import base_info
