@@ -234,7 +234,6 @@ def ls(
     include_path: list[Path] = typer.Option([], help="folder with extra methods and suites"),
 ) -> None:
     """List what is registered."""
-
     if what == "methods":
         from .registry import load_methods
 
