@@ -16,7 +16,7 @@ import random
 import sys
 import zipfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -407,6 +407,24 @@ def load_evoke(root: str | Path) -> tuple[list[Sample], list[Sample], LoadReport
         parts.append(part)
     _check_unique_ids(evaluation)
     return train, evaluation, LoadReport.combine(str(root), parts, notes)
+
+
+def on_injection_images(evaluation: Sequence[Sample], injection: Sequence[Sample]) -> list[Sample]:
+    """Evaluation questions asked on the image of the injection record they are about.
+
+    EVOKE links a question to its knowledge item by ``ground_truth`` (here: the 0-based index into
+    ``evoke_injection_data.json``, as the embedded world writes it). Scored beside the usual
+    evaluation images, this separates recognising the subject in a new image from recalling what
+    was injected.
+    """
+    out = []
+    for s in evaluation:
+        link = s.meta.get("ground_truth")
+        if not (isinstance(link, list) and link and isinstance(link[0], int) and 0 <= link[0] < len(injection)):
+            raise DataError(f"{s.source}: ground_truth must be [index] of one of the {len(injection)} injection "
+                            f"records, got {link!r}")
+        out.append(replace(s, image=injection[link[0]].image))
+    return out
 
 
 def _check_unique_ids(samples: Sequence[Sample]) -> None:

@@ -33,6 +33,7 @@ from .errors import DataError, KoreBenchError, UnknownNameError
 
 ROLES = ("new_knowledge", "retention")
 OUTPUT_TYPES = ("generate", "multiple_choice", "yes_no")
+EVOKE_IMAGES = ("evaluation", "injection")  # an evoke source's `image:`: the question's own, or its injection image
 
 
 @dataclass
@@ -147,7 +148,12 @@ def _load_uncached(spec: dict[str, str]) -> list[Sample]:
     image_root = spec.get("image_root")
     if kind == "evoke":
         train, evaluation, _ = loaders.load_evoke(Path(path))
-        return train if spec.get("part", "eval") == "train" else evaluation
+        if spec.get("part", "eval") == "train":
+            return train
+        image = spec.get("image", "evaluation")
+        if image not in EVOKE_IMAGES:
+            raise UnknownNameError("evoke image choice", image, EVOKE_IMAGES)
+        return loaders.on_injection_images(evaluation, train) if image == "injection" else evaluation
     if kind == "conversations":
         return loaders.load_conversations(Path(path), image_root)[0]
     if kind == "jsonl":

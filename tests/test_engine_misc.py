@@ -1,6 +1,7 @@
 """Suites, the base cache, reports and CLI errors — the engine's small parts."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -10,13 +11,14 @@ import pandas as pd
 import pytest
 
 from kore_bench import cache
+from kore_bench.data import on_injection_images
 from kore_bench.errors import DataError, KoreBenchError, UnknownNameError
 from kore_bench.suites import load_suites, parse_suite, resolve_suite
 
 
 def test_builtin_suites_and_roles():
     suites = load_suites()
-    assert {"world-new", "world-retention", "evoke"} <= set(suites)
+    assert {"world-new", "world-new-seen-image", "world-retention", "evoke"} <= set(suites)
     assert suites["world-new"].role == "new_knowledge"
     retention = suites["world-retention"]
     assert {t.category for t in retention.tasks} >= {
@@ -37,6 +39,25 @@ def test_user_suite_from_include_path(tmp_path, micro_world):
     samples = suite.task_samples(suite.tasks[0])
     assert samples and all(s.answer.isdigit() for s in samples)
     assert all(s.meta.get("split", "test") == "test" for s in samples)
+
+
+def test_seen_image_suite_asks_world_new_questions_on_the_injection_image(micro_world):
+    suites = load_suites()
+    unseen, seen = (suites[n].with_variables(world=str(micro_world)) for n in ("world-new", "world-new-seen-image"))
+    asked = unseen.task_samples(unseen.tasks[0])
+    on_injection = seen.task_samples(seen.tasks[0])
+    entities = {json.loads(line)["entity"] for line in (micro_world / "evoke_evaluation_data.jsonl").open()}
+    views = {r["image"].split("_v")[0]: r["image"] for r in json.loads(
+        (micro_world / "evoke_injection_data.json").read_text())}
+    assert len(entities) == len(views) > 1
+    assert [(s.id, s.messages, s.answer) for s in on_injection] == [(s.id, s.messages, s.answer) for s in asked]
+    for s, u in zip(on_injection, asked):
+        assert s.image.path == str(micro_world / views[f"images/entities/{s.meta['entity']}"])
+        assert u.image.path != s.image.path  # world-new asks on unseen views
+
+    broken = [dataclasses.replace(asked[0], meta={**asked[0].meta, "ground_truth": [len(views)]})]
+    with pytest.raises(DataError, match=r"evoke_evaluation_data.jsonl:1: ground_truth must be \[index\]"):
+        on_injection_images(broken, unseen.train_samples())
 
 
 def test_suite_path_variable_is_required():
