@@ -134,7 +134,9 @@ _CACHE: dict[tuple, list[Sample]] = {}
 
 
 def load_source(spec: dict[str, str]) -> list[Sample]:
-    """Samples named by a source spec ``{loader, path, part?, image_root?}`` (cached per process)."""
+    """Samples named by a source spec ``{loader, path, part?, image?, image_root?}`` (cached per process).
+
+    ``part`` (evoke): ``train`` or ``eval``; ``image`` (evoke eval): one of :data:`EVOKE_IMAGES`."""
     key = tuple(sorted(spec.items()))
     if key not in _CACHE:
         _CACHE[key] = _load_uncached(spec)

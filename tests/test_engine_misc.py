@@ -13,7 +13,7 @@ import pytest
 from kore_bench import cache
 from kore_bench.data import on_injection_images
 from kore_bench.errors import DataError, KoreBenchError, UnknownNameError
-from kore_bench.suites import load_suites, parse_suite, resolve_suite
+from kore_bench.suites import load_source, load_suites, parse_suite, resolve_suite
 
 
 def test_builtin_suites_and_roles():
@@ -58,6 +58,8 @@ def test_seen_image_suite_asks_world_new_questions_on_the_injection_image(micro_
     broken = [dataclasses.replace(asked[0], meta={**asked[0].meta, "ground_truth": [len(views)]})]
     with pytest.raises(DataError, match=r"evoke_evaluation_data.jsonl:1: ground_truth must be \[index\]"):
         on_injection_images(broken, unseen.train_samples())
+    with pytest.raises(UnknownNameError, match="did you mean 'injection'"):
+        load_source({"loader": "evoke", "path": str(micro_world), "image": "injected"})
 
 
 def test_suite_path_variable_is_required():
