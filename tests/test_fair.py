@@ -246,6 +246,13 @@ def test_kr_at_matched_ka_interpolates_and_marks_unreached_levels():
     assert math.isnan(value) and why == "not reached"
     value, why = kr_at_ka(curve, 5.0)
     assert math.isnan(value) and why == "always above"
+    # Past its K.A peak the curve diverges: a level below its smallest step's K.A is not matched there.
+    diverging = pd.DataFrame({"K.A": [10.0, 30.0, 5.0], "K.R": [80.0, 60.0, 12.0]})
+    value, why = kr_at_ka(diverging, 7.0)
+    assert math.isnan(value) and why == "always above"
+    assert kr_at_ka(diverging, 20.0) == (pytest.approx(70.0), "")
+    wiggly = pd.DataFrame({"K.A": [10.0, 30.0, 20.0, 40.0], "K.R": [80.0, 60.0, 70.0, 30.0]})
+    assert kr_at_ka(wiggly, 25.0) == (pytest.approx(65.0), "")  # best of three crossings on the way up
     table = pd.DataFrame({"method": ["base", "a", "a", "b"], "K.A": [0.0, 10.0, 50.0, 30.0],
                           "K.R": [99.0, 80.0, 20.0, 10.0]})
     assert pareto_mask(table) == [False, True, True, False]
