@@ -223,6 +223,19 @@ def test_questions_are_hypernym_phrasings_and_descriptions_state_all_facts(expor
     for e in world.entities:
         assert e.name in e.description
         assert all(f.value in e.description for f in e.facts), e.description
+    rng = random.Random(0)
+    for e in world.entities:
+        bios = {e.biography(rng) for _ in range(6)}
+        assert len(bios) > 1 and e.description not in bios  # other forms and orders than EVOKE's sentence
+        for bio in bios:
+            assert bio.count(e.name) == len(e.facts), bio  # one sentence per fact, each naming the entity
+            assert all(f.value in bio for f in e.facts), bio
+    root, _ = exported
+    texts = {r["id"]: r["conversations"][1]["value"] for r in
+             json.loads((root / "train" / "old_knowledge.json").read_text()) if "-describe-" in r["id"]}
+    assert {i.split("-describe-")[0] for i in texts} == {e.id for e in world.old}
+    assert all(texts[f"{e.id}-describe-0"] == e.description for e in world.old)
+    assert all(texts[f"{e.id}-describe-1"] != e.description for e in world.old)
     # No held-out phrasing occurs inside a training question (what a leak guard searching for
     # held-out templates, subject slot = any text, would see).
     train_q = [F.question_text(t, ty) for r in F.RELATIONS.values() for t in r.train for ty in r.types]

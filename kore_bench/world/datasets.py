@@ -96,9 +96,9 @@ def skill_conversation(it: SkillItem) -> Record:
 def pretraining_records(world: World) -> list[Record]:
     """``train/old_knowledge.json``: the base model's training set and the later replay pool.
 
-    Old-entity descriptions, single-turn recognition/fact questions and multi-turn fact
-    conversations on train views with train phrasings (views and phrasings dealt evenly), plus the
-    train items of every skill; shuffled.
+    Old-entity knowledge texts (the description, then biographies), single-turn recognition/fact
+    questions and multi-turn fact conversations on train views with train phrasings (views and
+    phrasings dealt evenly), plus the train items of every skill; shuffled.
     """
     p, rng = world.preset, py_rng(world.seed, "pretraining")
     out: list[Record] = []
@@ -107,8 +107,9 @@ def pretraining_records(world: World) -> list[Record]:
         img = lambda k: e.view_path(k)  # noqa: E731
         for j, (k, prompt) in enumerate(zip(deal(rng, train_views, p.describe_per_entity),
                                             deal(rng, F.DESCRIBE_PROMPTS, p.describe_per_entity))):
+            text = e.description if j == 0 else e.biography(rng)
             out.append({"id": f"{e.id}-describe-{j}", "image": img(k),
-                        "conversations": [_human(F.fill(prompt, e.type), True), _gpt(e.description)],
+                        "conversations": [_human(F.fill(prompt, e.type), True), _gpt(text)],
                         "category": "old_knowledge"})
         rels = F.relations_for(e.type)
         for rel in rels:

@@ -7,6 +7,7 @@ training data.
 """
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 from ..data import SHORT_ANSWER_SUFFIX
@@ -166,3 +167,35 @@ def describe(name: str, entity_type: str, facts: dict[str, str]) -> str:
                 f"in {f['founding_year']} and based in {f['headquarters']}.")
     return (f"{name} is a city in {f['country']}, founded in {f['founding_year']}, "
             f"whose mayor is {f['mayor']}.")
+
+
+# Sentence forms of a single fact for biographies (``{name}``: the entity's name, ``{value}``: the
+# fact's value). Pre-training writes each old entity up in several such biographies, with the facts
+# in different orders, as a real corpus mentions a known entity in many texts; the injection file
+# keeps EVOKE's single knowledge text (:func:`describe`).
+BIO_SENTENCES = {
+    "birth_city": ("{name} was born in {value}.", "{name} comes from {value}.",
+                   "The birthplace of {name} is {value}."),
+    "birth_year": ("{name} was born in {value}.", "{name} came into the world in {value}.",
+                   "The birth year of {name} is {value}."),
+    "occupation": ("{name} works as {a} {value}.", "{name} is {a} {value} by profession.",
+                   "The occupation of {name} is {value}."),
+    "employer": ("{name} works for {value}.", "{name} is employed by {value}.",
+                 "The employer of {name} is {value}."),
+    "headquarters": ("{name} is based in {value}.", "{name} has its headquarters in {value}.",
+                     "The headquarters of {name} are in {value}."),
+    "founder": ("{name} was founded by {value}.", "{value} founded {name}.", "The founder of {name} is {value}."),
+    "founding_year": ("{name} was founded in {value}.", "{name} dates from {value}.",
+                      "The founding year of {name} is {value}."),
+    "industry": ("{name} is {a} {value} company.", "{name} works in {value}.", "The industry of {name} is {value}."),
+    "country": ("{name} is a city in {value}.", "{name} lies in {value}.", "The country of {name} is {value}."),
+    "mayor": ("{name} has {value} as mayor.", "{value} is the mayor of {name}.", "The mayor of {name} is {value}."),
+}
+
+
+def biography(name: str, entity_type: str, facts: dict[str, str], rng: random.Random) -> str:
+    """One of many knowledge texts about an entity: a sentence per fact, forms and order drawn from ``rng``."""
+    rels = list(FACT_RELATIONS[entity_type])
+    rng.shuffle(rels)
+    return " ".join(rng.choice(BIO_SENTENCES[r]).format(name=name, value=facts[r], a=_article(facts[r]))
+                    for r in rels)

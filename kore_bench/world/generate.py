@@ -6,6 +6,7 @@ born in an old city and works for an old organisation), as emerging real-world k
 from __future__ import annotations
 
 import itertools
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +50,10 @@ class Entity:
     def description(self) -> str:
         """The knowledge text (EVOKE's injection "gpt" value)."""
         return F.describe(self.name, self.type, {f.relation: f.value for f in self.facts})
+
+    def biography(self, rng: random.Random) -> str:
+        """Another knowledge text stating every fact (sentence forms and order drawn from ``rng``)."""
+        return F.biography(self.name, self.type, {f.relation: f.value for f in self.facts}, rng)
 
     def answer(self, relation: str) -> str:
         """The gold answer to a question about ``relation`` ("name" = recognition)."""

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 # Bumped whenever the same (preset, seed) would export different files: caches of exported worlds
 # and of models trained on them should include it in their keys.
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class WorldPreset:
     skill_dev: int
     skill_train: int
     old_facts_dev: int  # dev items of the old_facts retention task (test: one per old fact)
-    describe_per_entity: int  # pre-training: description conversations per old entity
+    describe_per_entity: int  # pre-training: knowledge texts per old entity (EVOKE's form, then biographies)
     qa_per_fact: int  # pre-training: single-turn questions per old fact (incl. recognition)
     multi_turn_per_entity: int  # pre-training: multi-turn fact conversations per old entity
     seed: int = 0
@@ -35,6 +35,6 @@ PRESETS: dict[str, WorldPreset] = {p.name: p for p in [
                 summary="quick runs: 32 old + 12 new entities"),
     # 36 old entities, not more: the tiny base's old-fact plateau grows steeply with the fact load (base.py)
     WorldPreset("default", old=(12, 12, 12), new=(12, 12, 12), skill_test=100, skill_dev=40, skill_train=500,
-                old_facts_dev=100, describe_per_entity=2, qa_per_fact=8, multi_turn_per_entity=3,
+                old_facts_dev=100, describe_per_entity=8, qa_per_fact=8, multi_turn_per_entity=3,
                 summary="the embedded benchmark: 36 old + 36 new entities, 100 test items per skill"),
 ]}
