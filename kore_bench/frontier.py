@@ -146,22 +146,21 @@ def kr_at_ka(curve: pd.DataFrame, level: float) -> tuple[float, str]:
     """K.R at K.A = ``level`` by linear interpolation between neighbouring points of a curve
     (ordered by the swept value), on its rising branch: from the smallest value up to the point of
     highest K.A. Past that peak a larger step adapts less (it diverges), so a crossing there says
-    nothing about the trade-off at matched adaptation. Returns (value, "") or (NaN, why): "not
-    reached" (the curve stays below) or "always above" (its smallest step already adapts more)."""
+    nothing about the trade-off at matched adaptation; the best K.R where the branch crosses the
+    level more than once. Returns (value, "") or (NaN, why): "not reached" (the curve stays
+    below) or "always above" (the branch starts above the level and never comes down to it)."""
     pts = [(a, b) for a, b in zip(curve["K.A"], curve["K.R"]) if math.isfinite(a) and math.isfinite(b)]
     if not pts:
         return math.nan, "no points"
     peak = max(range(len(pts)), key=lambda i: pts[i][0])
     rising = pts[:peak + 1]
-    if level > rising[-1][0] + 1e-9:
-        return math.nan, "not reached"
-    if level < rising[0][0] - 1e-9:
-        return math.nan, "always above"
     hits = [b for a, b in rising if abs(a - level) < 1e-9]
     for (a1, b1), (a2, b2) in zip(rising, rising[1:]):
         if min(a1, a2) <= level <= max(a1, a2) and a1 != a2:
             hits.append(b1 + (level - a1) / (a2 - a1) * (b2 - b1))
-    return max(hits), ""
+    if hits:
+        return max(hits), ""
+    return math.nan, "not reached" if level > rising[-1][0] else "always above"
 
 
 def level_column(level: float) -> str:
