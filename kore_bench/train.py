@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -80,11 +80,16 @@ def train_model(
     encoded: list[dict] | None = None,
     progress: bool = True,
     on_step: Callable[[int, float], None] | None = None,
+    memory: Sequence[Sample] = (),
+    memory_batch_size: int = 0,
 ) -> TrainInfo:
     """Train ``model`` in place on ``samples``; returns what was spent and the loss curve.
 
     Parameters with ``requires_grad`` that are not in ``groups`` train at ``cfg.lr``.
     ``extra_loss(model, batch, outputs)`` is added to the language-modelling loss.
+    With a ``memory`` (replay), every batch of ``samples`` is joined by ``memory_batch_size``
+    memory samples, drawn epoch by epoch from their own random stream, so the batches of
+    ``samples`` are the same as without a memory.
     """
     if not samples and not encoded:
         raise KoreBenchError("nothing to train on: the training set is empty")
@@ -114,6 +119,8 @@ def train_model(
 
     lengths = [f["input_ids"].shape[-1] for f in features]
     batches: list[list[int]] = []
+    memory_draws = _memory_draws(encode_all(processor, memory, cfg.max_length) if memory_batch_size else [],
+                                 memory_batch_size, random.Random(f"memory-{seed}"))
     curve: list[float] = []
     start = time.perf_counter()
     bar = _progress(total, progress)
@@ -122,7 +129,8 @@ def train_model(
         if not batches:
             batches = length_grouped_batches(lengths, cfg.batch_size, rng)
         idx = batches.pop()
-        batch = {k: v.to(accelerator.device) for k, v in collate([features[i] for i in idx], pad_id).items()}
+        members = [features[i] for i in idx] + next(memory_draws)
+        batch = {k: v.to(accelerator.device) for k, v in collate(members, pad_id).items()}
         with accelerator.autocast():
             outputs = model(**batch)
             loss = outputs.loss
@@ -151,6 +159,19 @@ def train_model(
         trainable_params=trainable,
         loss_curve=[round(x, 4) for x in curve[:: max(1, total // 200)]],
     )
+
+
+def _memory_draws(memory: list[dict], k: int, rng: random.Random) -> Iterator[list[dict]]:
+    """Endless groups of ``k`` memory samples, each sample once per pass in a fresh random order."""
+    order: list[int] = []
+    while True:
+        group = []
+        while memory and len(group) < k:
+            if not order:
+                order = list(range(len(memory)))
+                rng.shuffle(order)
+            group.append(memory[order.pop()])
+        yield group
 
 
 def length_grouped_batches(lengths: Sequence[int], batch_size: int, rng: random.Random,
