@@ -240,13 +240,16 @@ def ls(
         reg = load_methods(include_path)
         from .search import describe_space
 
+        import dataclasses
+
+        from .method import MethodConfig
+
+        shared = {f.name for f in dataclasses.fields(MethodConfig)} - {"lr", "steps", "projector_lr"}
         t = Table("method", "class", "settings (default)", "search space (tune, frontier)")
         for name in reg.names():
             cls = reg.get(name)
-            fields = cls.Config.field_help()
-            t.add_row(name, cls.__name__, ", ".join(f"{k}={v[0]}" for k, v in fields.items()
-                                                 if k in ("lr", "epochs", "rank", "ratio", "projector_lr")),
-                      describe_space(cls.space()))
+            own = {k: v[0] for k, v in cls.Config.field_help().items() if k not in shared}
+            t.add_row(name, cls.__name__, ", ".join(f"{k}={v}" for k, v in own.items()), describe_space(cls.space()))
         out.print(t)
     elif what == "suites":
         from .suites import load_suites

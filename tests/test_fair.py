@@ -135,6 +135,19 @@ def test_range_edge_rule_shared_by_tune_and_frontier():
     assert at_edge({"settings": {"lr": 1e-2, "rank": 16}, "trials": trials[:2]}, space) == []
 
 
+def test_ls_methods_shows_each_methods_own_settings_and_space():
+    rows: dict[str, str] = {}
+    name = ""
+    for line in _cli("ls", "methods").splitlines():
+        if "│" in line:  # a table line; a cell that wraps continues under an empty method cell
+            name = line.split("│")[1].strip() or name
+            rows[name] = rows.get(name, "") + " ".join(c.strip() for c in line.split("│")[2:]) + " "
+    assert "steps=200" in rows["lora"] and "epochs" not in rows["lora"]  # the budget that is used
+    assert "ratio=0.1" in rows["replay"] and "memory_batch_size=None" in rows["replay"]
+    assert "ratio" not in rows["lora"] and "train_A=False" in rows["kore"]
+    assert "ratio ∈ log[0.02, 0.5]" in rows["replay"]
+
+
 def test_methods_declare_search_spaces_and_files_override_them(tmp_path):
     from kore_bench.registry import load_methods
 
