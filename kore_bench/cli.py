@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -235,15 +236,11 @@ def ls(
 ) -> None:
     """List what is registered."""
     if what == "methods":
+        from .method import MethodConfig
         from .registry import load_methods
-
-        reg = load_methods(include_path)
         from .search import describe_space
 
-        import dataclasses
-
-        from .method import MethodConfig
-
+        reg = load_methods(include_path)
         shared = {f.name for f in dataclasses.fields(MethodConfig)} - {"lr", "steps", "projector_lr"}
         t = Table("method", "class", "settings (default)", "search space (tune, frontier)")
         for name in reg.names():
