@@ -8,11 +8,12 @@ d=256), keeping α/r = 2; the step size and passes are raised as for full-ft.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from peft import LoraConfig, get_peft_model
 
+from kore_bench.data import Sample
 from kore_bench.method import Method, MethodConfig, TrainContext, TrainedModel, projector_groups, register_method
 from kore_bench.models.parts import language_model, lm_linear_regex
 from kore_bench.search import Choice, LogUniform
@@ -53,11 +54,13 @@ class LoRA(Method):
     # tiny models learn between ~1e-3 and ~1e-2 (reference/derisk.md); ranks around the scaled default
     search_space: ClassVar[dict] = {"lr": LogUniform(3e-4, 1e-2), "rank": Choice([4, 8, 16])}
 
-    def train_on(self, ctx: TrainContext, samples) -> TrainedModel:
+    def train_on(self, ctx: TrainContext, samples: list[Sample], **train_options: Any) -> TrainedModel:
+        """Train a fresh adapter on ``samples``; ``train_options`` go to the trainer (replay's memory)."""
         model, processor = ctx.base.load(ctx.device)
         model = add_lora(model, self.config)
         groups = projector_groups(model, self.config.projector_lr)
-        info = train_model(model, processor, samples, self.config, ctx.seed, groups, progress=ctx.progress)
+        info = train_model(model, processor, samples, self.config, ctx.seed, groups, progress=ctx.progress,
+                           **train_options)
         self.save(model, ctx.artifact_dir)
         return TrainedModel(model, processor, info)
 

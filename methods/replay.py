@@ -13,12 +13,12 @@ import random
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from kore_bench.data import Sample
 from kore_bench.errors import KoreBenchError
-from kore_bench.method import Method, TrainContext, TrainedModel, projector_groups, register_method
+from kore_bench.method import TrainContext, TrainedModel, register_method
 from kore_bench.search import LogUniform
-from kore_bench.train import train_model
 
-from .lora import LoraMethodConfig, add_lora
+from .lora import LoRA, LoraMethodConfig
 
 
 @dataclass
@@ -30,12 +30,12 @@ class ReplayConfig(LoraMethodConfig):
 
 
 @register_method("replay")
-class Replay(Method):
+class Replay(LoRA):
     Config = ReplayConfig
     # the step size and the memory's share of the old data (the paper's 10 % inside the range)
     search_space: ClassVar[dict] = {"lr": LogUniform(3e-4, 1e-2), "ratio": LogUniform(0.02, 0.5)}
 
-    def memory(self, ctx: TrainContext) -> list:
+    def memory(self, ctx: TrainContext) -> list[Sample]:
         """The replay memory: ``ratio`` of the old-knowledge pool, drawn with the run's seed."""
         if not ctx.old_data:
             raise KoreBenchError("replay needs old-knowledge data: the retention suites define no training pool")
@@ -43,11 +43,5 @@ class Replay(Method):
         return random.Random(ctx.seed).sample(ctx.old_data, k)
 
     def train(self, ctx: TrainContext) -> TrainedModel:
-        model, processor = ctx.base.load(ctx.device)
-        model = add_lora(model, self.config)
-        groups = projector_groups(model, self.config.projector_lr)
-        info = train_model(model, processor, ctx.new_data, self.config, ctx.seed, groups, progress=ctx.progress,
-                           memory=self.memory(ctx),
-                           memory_batch_size=self.config.memory_batch_size or self.config.batch_size)
-        self.save(model, ctx.artifact_dir)
-        return TrainedModel(model, processor, info)
+        return self.train_on(ctx, ctx.new_data, memory=self.memory(ctx),
+                             memory_batch_size=self.config.memory_batch_size or self.config.batch_size)
