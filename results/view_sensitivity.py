@@ -21,7 +21,7 @@ from kore_bench.evaluate import generate
 from kore_bench.method import load_artifact
 from kore_bench.metrics import cem
 from kore_bench.world import generate as generate_world
-from kore_bench.world.generate import Entity
+from kore_bench.world.generate import VIEW_SPLITS, Entity
 from kore_bench.world.render import View, png_bytes, render_entity
 
 INJECTION_VIEW = 0
@@ -49,7 +49,7 @@ def main() -> None:
     rendered: dict[str, list] = {}
     for q in questions:
         entity = world.entity(q.meta["entity"])
-        view = int(Path(q.image.path).stem.rsplit("_v", 1)[1])
+        view = next(k for k in VIEW_SPLITS["test"] if q.image.path.endswith(entity.view_path(k)))
         for name, v in variants(entity, view).items():
             image = ImageRef(data=png_bytes(render_entity(entity.type, entity.appearance, v)))
             rendered.setdefault(name, []).append(dataclasses.replace(q, image=image))
