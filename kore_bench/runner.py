@@ -14,6 +14,7 @@ from rich.console import Console
 
 import kore_bench
 
+from . import lm_eval_tasks
 from .base import build_base, external_base
 from .data import Sample
 from .errors import KoreBenchError
@@ -124,19 +125,25 @@ def evaluate_suite(model, processor, suite: Suite, limit: int | None, split: str
         if not samples:
             raise KoreBenchError(f"suite {suite.name!r}, task {task.name!r}: no {split} samples")
         started = time.perf_counter()
-        preds = generate(model, processor, samples, task.generation.get("max_new_tokens", 32), batch_size)
-        scores = score_task(samples, preds, task.metrics)
+        if lm_eval_tasks.is_lm_eval(task.source):
+            means, higher, task_records = lm_eval_tasks.evaluate(model, processor, suite.source(task), task.name,
+                                                                 samples, task.metrics, batch_size)
+        else:
+            preds = generate(model, processor, samples, task.generation.get("max_new_tokens", 32), batch_size)
+            scores = score_task(samples, preds, task.metrics)
+            means, higher = scores.means, {m: get_metric(m).higher_is_better for m in task.metrics}
+            task_records = [{"task": task.name, "id": s.id, "prediction": p, "answer": s.answer,
+                             "scores": {m: v[i] for m, v in scores.per_sample.items()}}
+                            for i, (s, p) in enumerate(zip(samples, preds))]
         tasks[task.name] = {
             "category": task.category,
             "primary_metric": task.primary_metric,
-            "metrics": scores.means,
-            "higher_is_better": {m: get_metric(m).higher_is_better for m in task.metrics},
+            "metrics": means,
+            "higher_is_better": higher,
             "n": len(samples),
             "seconds": round(time.perf_counter() - started, 2),
         }
-        for i, (s, p) in enumerate(zip(samples, preds)):
-            records.append({"task": task.name, "id": s.id, "prediction": p, "answer": s.answer,
-                            "scores": {m: v[i] for m, v in scores.per_sample.items()}})
+        records += task_records
     return tasks, records
 
 

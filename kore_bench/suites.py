@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 from . import data as loaders
+from . import lm_eval_tasks
 from .data import Sample
 from .errors import DataError, KoreBenchError, UnknownNameError
 
@@ -97,8 +98,12 @@ class Suite:
             samples = [_apply_prompt(s, task.prompt) for s in samples]
         return samples
 
+    def source(self, task: TaskSpec) -> dict[str, str]:
+        """The task's source spec with the suite's placeholders filled in."""
+        return self._fill(task.source)
+
     def _split_samples(self, task: TaskSpec) -> list[Sample]:
-        samples = load_source(self._fill(task.source))
+        samples = load_source(self.source(task))
         return loaders.hold_out_dev(samples, self.dev_share, self.dev_seed, f"{self.name}/{task.name}")
 
     def split_summary(self) -> dict[str, dict[str, Any]]:
@@ -136,7 +141,8 @@ _CACHE: dict[tuple, list[Sample]] = {}
 def load_source(spec: dict[str, str]) -> list[Sample]:
     """Samples named by a source spec ``{loader, path, part?, image?, image_root?}`` (cached per process).
 
-    ``part`` (evoke): ``train`` or ``eval``; ``image`` (evoke eval): one of :data:`EVOKE_IMAGES`."""
+    ``part`` (evoke): ``train`` or ``eval``; ``image`` (evoke eval): one of :data:`EVOKE_IMAGES`;
+    ``{loader: lm_eval, task, ...}``: an lm-eval task's documents (:mod:`kore_bench.lm_eval_tasks`)."""
     key = tuple(sorted(spec.items()))
     if key not in _CACHE:
         _CACHE[key] = _load_uncached(spec)
@@ -144,6 +150,8 @@ def load_source(spec: dict[str, str]) -> list[Sample]:
 
 
 def _load_uncached(spec: dict[str, str]) -> list[Sample]:
+    if lm_eval_tasks.is_lm_eval(spec):
+        return lm_eval_tasks.load_samples(spec)
     kind, path = spec.get("loader"), spec.get("path")
     if not kind or not path:
         raise KoreBenchError(f"a suite source needs 'loader' and 'path': {spec}")
@@ -162,7 +170,7 @@ def _load_uncached(spec: dict[str, str]) -> list[Sample]:
         return loaders.load_jsonl(Path(path), image_root)[0]
     if kind == "tsv":
         return loaders.load_tsv(Path(path))[0]
-    raise UnknownNameError("loader", kind, ["evoke", "conversations", "jsonl", "tsv"])
+    raise UnknownNameError("loader", kind, ["evoke", "conversations", "jsonl", "tsv", lm_eval_tasks.LOADER])
 
 
 def samples_fingerprint(samples: list[Sample]) -> str:
