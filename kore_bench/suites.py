@@ -202,6 +202,10 @@ def parse_suite(raw: dict[str, Any], file: Path | None = None) -> Suite:
             raise DataError(f"{where}: task #{i + 1} is missing or has a bad field: {e}") from e
         if spec.output_type not in OUTPUT_TYPES:
             raise DataError(f"{where}: task {spec.name!r}: output_type must be one of {OUTPUT_TYPES}")
+        foreign = sorted({"output_type", "generation", "prompt"} & set(t)) if lm_eval_tasks.is_lm_eval(spec.source) else []
+        if foreign:
+            raise DataError(f"{where}: task {spec.name!r} is an lm-eval task, which brings its own prompt, "
+                            f"output type and generation settings; remove {', '.join(foreign)}")
         tasks.append(spec)
     return Suite(raw["suite"], raw["role"], tasks, raw.get("train"), raw.get("description", ""), file)
 

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from kore_bench import lm_eval_tasks
-from kore_bench.errors import KoreBenchError, UnknownNameError
+from kore_bench.errors import DataError, KoreBenchError, UnknownNameError
 from kore_bench.runner import RunConfig, evaluate_suite, run
-from kore_bench.suites import load_source, load_suites
+from kore_bench.suites import load_source, load_suites, parse_suite
 
 # Two lm-eval tasks over the micro world's text-only reasoning items (the very file world-retention
 # reads): open generation with the chat template, and a three-way multiple choice scored by
@@ -128,6 +127,10 @@ def test_lm_eval_tasks_split_limit_and_bad_names(text_suite, micro_base):
 
     with pytest.raises(KoreBenchError, match="chat_template must be true or false, not 'maybe'"):
         lm_eval_tasks.evaluate(model, processor, {**suite.source(task), "chat_template": "maybe"}, "x", dev, ["acc"], 4)
+    with pytest.raises(DataError, match="mine.yaml: task 'x' is an lm-eval task.*remove generation, prompt"):
+        parse_suite({"suite": "s", "role": "retention", "tasks": [
+            {"task": "x", "source": {"loader": "lm_eval", "task": "kb_sums"}, "metrics": ["acc"], "prompt": "{question}",
+             "generation": {"max_new_tokens": 4}}]}, Path("mine.yaml"))
     source = {**suite.source(task), "task": "kb_sum_mc"}
     with pytest.raises(UnknownNameError, match="did you mean 'kb_sums_mc'"):
         load_source(source)
