@@ -9,6 +9,9 @@ class KoreBenchError(Exception):
     """An error caused by input or configuration; the CLI prints it without a traceback."""
 
 
+LISTED = 40  # an unknown-name error lists at most this many valid names (lm-eval knows thousands of tasks)
+
+
 class UnknownNameError(KoreBenchError, KeyError):
     """A name (method, suite, preset, architecture ...) that is not registered."""
 
@@ -18,7 +21,9 @@ class UnknownNameError(KoreBenchError, KeyError):
         msg = f"unknown {kind} {name!r}"
         if hint:
             msg += f"; did you mean {hint!r}?"
-        msg += f" (valid: {', '.join(self.valid)})"
+        shown = self.valid[:LISTED]
+        more = f" and {len(self.valid) - LISTED} more" if len(self.valid) > LISTED else ""
+        msg += f" (valid: {', '.join(shown)}{more})"
         super().__init__(msg)
 
     def __str__(self) -> str:  # KeyError would quote the message
