@@ -15,7 +15,9 @@ A suite file::
 
 ``train`` is the suite's training pool: the knowledge to inject for a ``new_knowledge`` suite, the
 old-knowledge pool (replay, calibration) for a ``retention`` suite. Paths may use ``{world}`` (the
-exported embedded world) and ``{path}`` (given by the user as ``--new evoke:/data/EVOKE``).
+exported embedded world) and ``{path}`` (given by the user as ``--new evoke:/data/EVOKE``). A task's
+source may also name an lm-evaluation-harness task (``{loader: lm_eval, task: arc_easy}``), which
+lm-eval itself scores (:mod:`kore_bench.lm_eval_tasks`).
 """
 from __future__ import annotations
 
