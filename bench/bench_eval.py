@@ -134,18 +134,13 @@ class LmEval:
         from lm_eval.api.instance import Instance
 
         from kore_bench.encoding import render
+        from kore_bench.lm_eval_tasks import hflm_generation_length
 
         gen_kwargs = {"until": list(self.until), "max_gen_toks": max_new_tokens, "do_sample": False}
         requests = [Instance("generate_until", {}, (render(self.processor, s, True), dict(gen_kwargs)), i)
                     for i, s in enumerate(samples)]
-        # HF generate lets the generation config's max_new_tokens (kore-tiny sets 32) override
-        # the max_length HFLM passes, so lm-eval would generate 32 tokens, not max_gen_toks.
-        config = self.model.generation_config
-        saved, config.max_new_tokens = config.max_new_tokens, None
-        try:
+        with hflm_generation_length(self.model):
             out = self.lm.generate_until(requests, disable_tqdm=True)
-        finally:
-            config.max_new_tokens = saved
         return [a.strip() for a in out]
 
     def same_prompt_tokens(self, samples) -> bool:

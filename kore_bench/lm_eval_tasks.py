@@ -97,9 +97,10 @@ def load_samples(spec: dict[str, Any]) -> list[Sample]:
 
 
 @contextlib.contextmanager
-def _generation_length_from_requests(model) -> Iterator[None]:
-    """HFLM passes ``max_length``; a ``max_new_tokens`` in the model's generation config would win
-    over it and lm-eval would not stop at the task's ``max_gen_toks``."""
+def hflm_generation_length(model) -> Iterator[None]:
+    """Let lm-eval's ``HFLM`` decide how many tokens ``model`` generates: HFLM passes ``max_length``,
+    which a ``max_new_tokens`` in the model's generation config (kore-tiny sets 32) would override,
+    so lm-eval would not stop at a task's ``max_gen_toks``."""
     config = getattr(model, "generation_config", None)
     saved = getattr(config, "max_new_tokens", None)
     if config is not None:
@@ -151,13 +152,14 @@ def evaluate(model, processor, spec: dict[str, Any], task_name: str, samples: Se
     if chat and getattr(processor.tokenizer, "chat_template", None) is None:  # kore-tiny keeps it in the processor
         processor.tokenizer.chat_template = getattr(processor, "chat_template", None)
     lm = HFLM(pretrained=model, tokenizer=processor.tokenizer, batch_size=batch_size, backend="causal")
-    with _generation_length_from_requests(model):
+    with hflm_generation_length(model):
         out = evaluator.simple_evaluate(
             model=lm, tasks=[task], num_fewshot=shots, samples={name: [int(s.id) for s in samples]},
             log_samples=True, bootstrap_iters=0, apply_chat_template=chat,
             random_seed=None, numpy_random_seed=None, torch_random_seed=None, verbosity="ERROR")
     results, higher = out["results"][name], out["higher_is_better"].get(name, {})
     keys = {m: _result_key(results, m, name) for m in metrics}
+    answers = {int(s.id): s.answer for s in samples}
     means, records = {}, {}
     for metric, key in keys.items():
         value = float(results[key])
@@ -171,9 +173,8 @@ def evaluate(model, processor, spec: dict[str, Any], task_name: str, samples: Se
                 continue
             record = records.setdefault(entry["doc_id"], {
                 "task": task_name, "id": str(entry["doc_id"]), "prediction": _prediction(task, entry),
-                "answer": _answer(task, entry["doc"]), "scores": {}})
+                "answer": answers.get(entry["doc_id"]), "scores": {}})
             record["scores"][metric] = float(entry[measure])
-    asked = [int(s.id) for s in samples]
-    if set(records) != set(asked):
-        raise KoreBenchError(f"lm-eval task {name!r} scored {len(records)} documents, {len(asked)} were asked")
-    return means, {m: bool(higher.get(m.partition(",")[0], True)) for m in metrics}, [records[i] for i in asked]
+    if set(records) != set(answers):
+        raise KoreBenchError(f"lm-eval task {name!r} scored {len(records)} documents, {len(answers)} were asked")
+    return means, {m: bool(higher.get(m.partition(",")[0], True)) for m in metrics}, [records[i] for i in answers]
