@@ -1,4 +1,4 @@
-"""Throughput of the native evaluator (:func:`kore_bench.evaluate.generate`) against a naive
+"""Throughput of the native evaluator (:func:`kore_bench.evaluate.generation.generate`) against a naive
 one-sample-at-a-time ``model.generate`` loop and lm-eval's ``HFLM.generate_until``, on the same
 in-memory model and the same suite samples; ratios are measured side by side in one run.
 
@@ -94,7 +94,7 @@ def end_of_turn(model, processor) -> list[str]:
 
 
 def run_native(model, processor, samples, max_new_tokens: int, batch_size: int) -> list[str]:
-    from kore_bench.evaluate import generate
+    from kore_bench.evaluate.generation import generate
 
     return generate(model, processor, samples, max_new_tokens, batch_size)
 
@@ -134,7 +134,7 @@ class LmEval:
         from lm_eval.api.instance import Instance
 
         from kore_bench.encoding import render
-        from kore_bench.lm_eval_tasks import hflm_generation_length
+        from kore_bench.evaluate.lm_eval_tasks import hflm_generation_length
 
         gen_kwargs = {"until": list(self.until), "max_gen_toks": max_new_tokens, "do_sample": False}
         requests = [Instance("generate_until", {}, (render(self.processor, s, True), dict(gen_kwargs)), i)

@@ -112,7 +112,7 @@ def run_phase(phase: str, model_dir: str, opts: dict[str, Any]) -> dict[str, Any
     import torch
 
     torch.set_num_threads(opts["threads"])
-    from kore_bench.covariance import collect_covariances, encode_prompts
+    from kore_bench.adapters.covariance import collect_covariances, encode_prompts
     from kore_bench.encoding import collate
     from kore_bench.methods.kore import add_null_space_adapter, matched_rank, select_trainable
     from kore_bench.methods.lora import LoraMethodConfig, add_lora, default_rank

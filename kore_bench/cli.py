@@ -101,7 +101,7 @@ def _tuned_dir(value: Optional[str], world: str, arch: str, model: Optional[str]
     if value is None:
         return None
     if value == "default":
-        from .tune import default_output
+        from .studies.tune import default_output
 
         return default_output(world, arch, model)
     return Path(value)
@@ -141,8 +141,8 @@ def tune(
     progress: ProgressOpt = True,
 ) -> None:
     """Equal-budget search on the dev split: the same number of trials per method, scored by dev Avg."""
-    from .tune import default_output
-    from .tune import tune as run_tune
+    from .studies.tune import default_output
+    from .studies.tune import tune as run_tune
 
     path = run_tune(
         _csv(methods), budget, output or default_output(world, arch, model), space_file=space, seed=seed,
@@ -179,7 +179,7 @@ def frontier(
     progress: ProgressOpt = True,
 ) -> None:
     """Sweep each method along its step size: K.A/K.R curves, their Pareto front, K.R at matched K.A."""
-    from .frontier import frontier as run_frontier
+    from .studies.frontier import frontier as run_frontier
 
     name = Path(model).name if model else f"{world}-{arch}"
     try:
@@ -217,7 +217,7 @@ def diagnose(
     device: DeviceOpt = None,
 ) -> None:
     """Per decoder linear: how much energy new vs held-out old data put into KORE's trainable subspace."""
-    from .diagnose import diagnose as run_diagnose
+    from .studies.diagnose import diagnose as run_diagnose
 
     name = Path(model).name if model else f"{world}-{arch}"
     path = run_diagnose(
@@ -256,7 +256,7 @@ def ls(
             t.add_row(name, s.role, ", ".join(task.name for task in s.tasks), s.description)
         out.print(t)
     elif what == "metrics":
-        from .metrics import METRICS
+        from .evaluate.metrics import METRICS
 
         t = Table("metric", "protocol", "higher is better")
         for name, m in sorted(METRICS.items()):

@@ -232,7 +232,7 @@ def compare(run: Path, baseline: str, method: str | None = None) -> list[dict[st
     Samples are paired on (seed, task, id); a baseline evaluated once (``base``) pairs with every
     seed of the other method.
     """
-    from .metrics import paired_test
+    from .evaluate.metrics import paired_test
 
     run = Path(run)
     samples: dict[tuple[str, str, str, str], dict[tuple[int, str], float]] = {}

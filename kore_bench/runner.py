@@ -14,13 +14,13 @@ from rich.console import Console
 
 import kore_bench
 
-from . import lm_eval_tasks
+from .evaluate import lm_eval_tasks
 from .base import build_base, external_base
 from .data import Sample
 from .errors import KoreBenchError
-from .evaluate import generate, score_task
+from .evaluate.generation import generate, score_task
 from .method import BaseModelRef, Method, TrainContext, TrainedModel
-from .metrics import get_metric
+from .evaluate.metrics import get_metric
 from .registry import load_methods
 from .store import RunDir, Unit, atomic_write_json, environment, fingerprint, read_json
 from .suites import Suite, load_suites, resolve_suite, samples_fingerprint
@@ -79,7 +79,7 @@ def prepare(cfg: RunConfig, console: Console) -> Prepared:
         registry.get(n)  # a typo in --set is an error too
     method_args, tuned = cfg.method_args, None
     if cfg.tuned is not None:
-        from .tune import apply_tuned
+        from .studies.tune import apply_tuned
 
         method_args, tuned = apply_tuned(cfg.tuned, [n for n in names if registry.get(n).space()], cfg.method_args)
     methods = {n: registry.get(n).from_overrides(method_args.get(n, {})) for n in names}

@@ -17,7 +17,7 @@ A suite file::
 old-knowledge pool (replay, calibration) for a ``retention`` suite. Paths may use ``{world}`` (the
 exported embedded world) and ``{path}`` (given by the user as ``--new evoke:/data/EVOKE``). A task's
 source may also name an lm-evaluation-harness task (``{loader: lm_eval, task: arc_easy}``), which
-lm-eval itself scores (:mod:`kore_bench.lm_eval_tasks`).
+lm-eval itself scores (:mod:`kore_bench.evaluate.lm_eval_tasks`).
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from . import data as loaders
-from . import lm_eval_tasks
+from .evaluate import lm_eval_tasks
 from .data import Sample
 from .errors import DataError, KoreBenchError, UnknownNameError
 
@@ -144,7 +144,7 @@ def load_source(spec: dict[str, str]) -> list[Sample]:
     """Samples named by a source spec ``{loader, path, part?, image?, image_root?}`` (cached per process).
 
     ``part`` (evoke): ``train`` or ``eval``; ``image`` (evoke eval): one of :data:`EVOKE_IMAGES`;
-    ``{loader: lm_eval, task, ...}``: an lm-eval task's documents (:mod:`kore_bench.lm_eval_tasks`)."""
+    ``{loader: lm_eval, task, ...}``: an lm-eval task's documents (:mod:`kore_bench.evaluate.lm_eval_tasks`)."""
     key = tuple(sorted(spec.items()))
     if key not in _CACHE:
         _CACHE[key] = _load_uncached(spec)

@@ -1,7 +1,7 @@
 """KORE (reference/kore.md §2–3): knowledge-oriented augmentation + a null-space constraint.
 
 The constraint (= LoRA-Null v2): for each decoder-block linear ``W`` (m×n) with calibration
-covariance ``C`` (old-knowledge prompts, :mod:`kore_bench.covariance`), take the eigenvectors
+covariance ``C`` (old-knowledge prompts, :mod:`kore_bench.adapters.covariance`), take the eigenvectors
 ``Q`` of the ``rank`` smallest eigenvalues of ``C``, split ``W = W P + (W − W P)`` with
 ``P = Q Qᵀ``, factor ``W P = U Σ Vᵀ`` and build an adapter ``y = B(Ax) + W_res x (+ b)`` with
 ``B = U√Σ``, ``A = √Σ Vᵀ`` and no α/r scaling. ``A`` is frozen, so every update ``ΔB·A`` only
@@ -10,7 +10,7 @@ LLaVA) trains; ``kore-v1`` trains A too.
 
 The adapter is a peft LoRA (r = lora_alpha = rank, dropout 0) on ``lm_linear_regex`` whose
 lora_A / lora_B / base weight are overwritten with A / B / W_res; the artifact stores the
-rewritten base weights too (:mod:`kore_bench.residual`).
+rewritten base weights too (:mod:`kore_bench.adapters.residual`).
 
 Registered: ``kore`` (augmentation + constraint), ``kore-constraint`` (constraint only),
 ``kore-v1`` (augmentation + constraint, A trainable), ``kore-aug`` (augmentation + plain LoRA at
@@ -31,13 +31,13 @@ import torch
 from peft import LoraConfig, get_peft_model
 from torch import nn
 
-from kore_bench.covariance import Covariances, collect_covariances, draw_calibration
+from kore_bench.adapters.covariance import Covariances, collect_covariances, draw_calibration
 from kore_bench.data import Sample
 from kore_bench.errors import KoreBenchError
 from kore_bench.method import (Method, MethodConfig, TrainContext, TrainedModel, projector_groups,
                                register_method)
 from kore_bench.models.parts import decoder_linear_names, lm_linear_regex, unwrap
-from kore_bench.residual import RewrittenBaseArtifact
+from kore_bench.adapters.residual import RewrittenBaseArtifact
 from kore_bench.search import LogUniform
 from kore_bench.train import ParamGroup, count_trainable, train_model
 

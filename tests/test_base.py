@@ -8,8 +8,8 @@ def test_micro_base_knows_old_facts_far_above_the_answer_prior(micro_base, micro
     """Old-entity facts on held-out views and phrasings beat the best per-relation constant answer
     by a wide margin; new-entity facts stay near the prior (the base never saw them)."""
     from kore_bench.data import load_jsonl, select_split
-    from kore_bench.evaluate import generate
-    from kore_bench.metrics import cem
+    from kore_bench.evaluate.generation import generate
+    from kore_bench.evaluate.metrics import cem
 
     old = select_split(load_jsonl(micro_world / "retention" / "old_facts.jsonl", micro_world)[0], "test")
     model, processor = micro_base.load()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kore_bench.covariance import Covariances, collect_covariances, draw_calibration, prompt_only
+from kore_bench.adapters.covariance import Covariances, collect_covariances, draw_calibration, prompt_only
 from kore_bench.encoding import encode_prompt
 from kore_bench.errors import KoreBenchError
 from kore_bench.models.parts import decoder_linear_names, language_model

@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 
-from kore_bench import evaluate
+from kore_bench.evaluate import generation as evaluate
 from kore_bench.encoding import encode_prompt
 
 

@@ -13,7 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 from kore_bench.cli import app
-from kore_bench.covariance import Covariances
+from kore_bench.adapters.covariance import Covariances
 from kore_bench.data import Sample, hold_out_dev, select_split
 from kore_bench.errors import KoreBenchError
 from kore_bench.search import (Choice, LogUniform, Uniform, at_range_edge, design, latin_hypercube, load_space_file,
@@ -123,7 +123,7 @@ def test_design_is_deterministic_and_covers_every_stratum():
 
 
 def test_range_edge_rule_shared_by_tune_and_frontier():
-    from kore_bench.tune import at_edge
+    from kore_bench.studies.tune import at_edge
 
     assert at_range_edge(1e-2, [1e-3, 1e-2, 3e-3]) and at_range_edge(1e-3, [1e-2, 3e-3, 1e-3])
     assert not at_range_edge(3e-3, [1e-3, 1e-2, 3e-3])
@@ -250,7 +250,7 @@ def test_frontier_writes_points_curves_and_summary(micro_base, tmp_path):
 
 
 def test_kr_at_matched_ka_interpolates_and_marks_unreached_levels():
-    from kore_bench.frontier import kr_at_ka, pareto_mask
+    from kore_bench.studies.frontier import kr_at_ka, pareto_mask
 
     curve = pd.DataFrame({"K.A": [10.0, 30.0, 50.0], "K.R": [80.0, 60.0, 20.0]})
     assert kr_at_ka(curve, 20.0) == (pytest.approx(70.0), "")
@@ -282,7 +282,7 @@ def _cov(basis: torch.Tensor, n: int = 200, seed: int = 0) -> torch.Tensor:
 
 
 def test_diagnostic_on_activations_confined_to_known_subspaces():
-    from kore_bench.diagnose import diagnose_covariances, layer_diagnostics, verdict
+    from kore_bench.studies.diagnose import diagnose_covariances, layer_diagnostics, verdict
 
     eye = torch.eye(8, dtype=torch.float64)
     old_space, new_space = eye[:, :4], eye[:, 4:]  # old data in span(e1..e4), new in span(e5..e8)

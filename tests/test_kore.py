@@ -8,7 +8,7 @@ import types
 import pytest
 import torch
 
-from kore_bench.covariance import collect_covariances, prompt_only
+from kore_bench.adapters.covariance import collect_covariances, prompt_only
 from kore_bench.encoding import encode_prompt
 from kore_bench.errors import KoreBenchError
 from kore_bench.method import TrainContext

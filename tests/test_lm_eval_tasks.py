@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kore_bench import lm_eval_tasks
+from kore_bench.evaluate import lm_eval_tasks
 from kore_bench.errors import DataError, KoreBenchError, UnknownNameError
 from kore_bench.runner import RunConfig, evaluate_suite, run
 from kore_bench.suites import load_source, load_suites, parse_suite

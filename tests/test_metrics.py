@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from kore_bench.errors import UnknownNameError
-from kore_bench.metrics import (
+from kore_bench.evaluate.metrics import (
     METRICS,
     cem,
     choice_accuracy,

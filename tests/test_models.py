@@ -19,7 +19,7 @@ from kore_bench.errors import KoreBenchError, UnknownNameError
 from kore_bench.models import parts, tiny
 from kore_bench.data import IMAGE_TOKEN, ImageRef, Sample
 from kore_bench.encoding import collate, encode_for_training
-from kore_bench.evaluate import generate
+from kore_bench.evaluate.generation import generate
 from kore_bench.models.loading import ImageOnlyQwen2_5_VLProcessor, load_model, save_model
 from kore_bench.models.tiny import SIZES, TinyModelConfig, build_tiny
 from kore_bench.models.tokenizer import SPECIAL_TOKENS, train_tokenizer

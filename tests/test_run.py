@@ -62,9 +62,9 @@ def test_injection_stores_the_knowledge_and_costs_retention(reference_run, micro
     """Training on the injection set makes the model reproduce the injected knowledge (reliability),
     and the run records what that cost in retention against the base."""
     from kore_bench.data import Sample
-    from kore_bench.evaluate import generate
+    from kore_bench.evaluate.generation import generate
     from kore_bench.method import TrainContext
-    from kore_bench.metrics import f1
+    from kore_bench.evaluate.metrics import f1
     from kore_bench.registry import load_methods
     from kore_bench.suites import load_suites
 

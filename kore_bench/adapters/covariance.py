@@ -31,10 +31,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .data import Sample
-from .encoding import collate, encode_prompt
-from .errors import KoreBenchError
-from .models.parts import decoder_linear_names, unwrap
+from ..data import Sample
+from ..encoding import collate, encode_prompt
+from ..errors import KoreBenchError
+from ..models.parts import decoder_linear_names, unwrap
 
 FORMAT_VERSION = 1
 SCALES = ("per_sample_max", "none")
@@ -198,7 +198,7 @@ def collect_covariances(
     path = None
     fp = ""
     if cache_dir is not None:
-        from .store import fingerprint
+        from ..store import fingerprint
 
         model_fp = model_fingerprint or weights_fingerprint(base)
         fp = fingerprint("covariances", model_fp, features_fingerprint(features), settings, names)

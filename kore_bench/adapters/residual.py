@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import KoreBenchError
-from .method import load_artifact, save_artifact
-from .models.parts import unwrap
+from ..errors import KoreBenchError
+from ..method import load_artifact, save_artifact
+from ..models.parts import unwrap
 
 BASE_WEIGHTS = "base_weights.safetensors"
 

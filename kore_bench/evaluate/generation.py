@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .data import Sample
-from .encoding import SEQUENCE_KEYS, collate, encode_prompt, render
+from ..data import Sample
+from ..encoding import SEQUENCE_KEYS, collate, encode_prompt, render
 from .metrics import get_metric
 
 ENCODE_CHUNK = 64  # samples per processor call when encoding prompts

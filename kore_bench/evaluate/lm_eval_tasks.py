@@ -23,8 +23,8 @@ import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from .data import Sample
-from .errors import KoreBenchError, UnknownNameError
+from ..data import Sample
+from ..errors import KoreBenchError, UnknownNameError
 
 LOADER = "lm_eval"
 

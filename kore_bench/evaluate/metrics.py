@@ -30,7 +30,7 @@ from typing import Literal
 
 import numpy as np
 
-from .errors import UnknownNameError
+from ..errors import UnknownNameError
 
 # ---------------------------------------------------------------------------------------------
 # VQA normalisation (EVOKE's CEM)

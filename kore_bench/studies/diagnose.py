@@ -10,7 +10,7 @@ that falls into that subspace,
 says how much of it the adapter can learn from (new data) or disturb (old data). The constraint
 helps only when the new-knowledge training prompts put clearly more energy there than held-out
 old prompts do; a ratio new/old of about 1 means it slows learning and forgetting together
-(reference/derisk.md). Covariances come from :func:`kore_bench.covariance.collect_covariances`
+(reference/derisk.md). Covariances come from :func:`kore_bench.adapters.covariance.collect_covariances`
 (KORE's own prompt-only, per-sample-scaled statistics); the calibration draw and the rank are
 KORE's defaults unless given.
 
@@ -34,10 +34,10 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from .covariance import Covariances, collect_covariances, draw_calibration
-from .data import Sample
-from .errors import KoreBenchError
-from .store import atomic_write_json, atomic_write_text, environment
+from ..covariance import Covariances, collect_covariances, draw_calibration
+from ..data import Sample
+from ..errors import KoreBenchError
+from ..store import atomic_write_json, atomic_write_text, environment
 
 SEPARATES = 2.0  # new/old ratio from which the constraint can tell new inputs from old ones
 FEW_PROMPTS = 32  # below this many prompts in a set, shares are noisy estimates
@@ -149,8 +149,8 @@ def diagnose(output: Path, *, world: str = "default", arch: str = "llava", model
     """Run the diagnostic and write ``diagnose.csv`` and ``diagnose.json`` to ``output``."""
     from kore_bench.methods.kore import KoreConstraintConfig, check_rank, resolve_rank
 
-    from .cache import cache_root
-    from .runner import RunConfig, prepare
+    from ..cache import cache_root
+    from ..runner import RunConfig, prepare
 
     console = console or Console(stderr=True)
     if split not in SPLITS:
@@ -170,7 +170,7 @@ def diagnose(output: Path, *, world: str = "default", arch: str = "llava", model
         raise KoreBenchError(f"the retention suites have no {split} samples")
     new_samples = list(prep.new_train)
     if augmenter:
-        from .augment import augment
+        from ..augment import augment
 
         new_samples = augment(augmenter, new_samples, prep.world_dir, seed)
     calibration = draw_calibration(prep.old_pool, calibration_samples or kore.calibration_samples, seed)
@@ -220,7 +220,7 @@ def diagnose(output: Path, *, world: str = "default", arch: str = "llava", model
 
 
 def _split_or_empty(suite, task, split: str) -> list[Sample]:
-    from .errors import UnknownNameError
+    from ..errors import UnknownNameError
 
     try:
         return suite.task_samples(task, split)

@@ -27,11 +27,11 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from .errors import KoreBenchError
-from .registry import load_methods
-from .runner import REFERENCE_METHOD, run
-from .search import LogUniform, Param, at_range_edge
-from .store import RunDir, atomic_write_json, atomic_write_text, environment, read_json
+from ..errors import KoreBenchError
+from ..registry import load_methods
+from ..runner import REFERENCE_METHOD, run
+from ..search import LogUniform, Param, at_range_edge
+from ..store import RunDir, atomic_write_json, atomic_write_text, environment, read_json
 from .tune import run_status, score_run, trial_template
 
 COLUMNS = ["method", "param", "value", "CEM", "F1", "K.A", "K.R", "Avg", "pareto", "status", "dir"]
@@ -41,7 +41,7 @@ def sweep_param(method_cls, param: str, value_range: tuple[float, float] | None)
     """The range a method is swept over: ``value_range`` (log-spaced), else its search space's."""
     fields = {f.name: f for f in dataclasses.fields(method_cls.Config)}
     if param not in fields:
-        from .errors import UnknownNameError
+        from ..errors import UnknownNameError
 
         raise UnknownNameError(f"setting of method {method_cls.name!r}", param, fields)
     if value_range is not None:

@@ -23,11 +23,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from .errors import KoreBenchError
-from .registry import load_methods
-from .runner import REFERENCE_METHOD, RunConfig, run
-from .search import Space, check_space, design, load_space_file, merge_space, space_to_dict
-from .store import RunDir, atomic_write_json, environment, read_json
+from ..errors import KoreBenchError
+from ..registry import load_methods
+from ..runner import REFERENCE_METHOD, RunConfig, run
+from ..search import Space, check_space, design, load_space_file, merge_space, space_to_dict
+from ..store import RunDir, atomic_write_json, environment, read_json
 
 TUNED = "tuned.json"
 DESIGN = "centred Latin hypercube (kore_bench.search.design)"
@@ -61,7 +61,7 @@ def method_spaces(methods: list[str], space_file: Path | None = None, fixed: dic
 
 def score_run(run_dir: Path, method: str) -> dict[str, float]:
     """Mean over seeds of CEM, F1, K.A, K.R and Avg of ``method`` in a run directory."""
-    from .report import per_seed, tidy_scores
+    from ..report import per_seed, tidy_scores
 
     rows = per_seed(tidy_scores(run_dir))
     rows = rows[rows.method == method] if len(rows) else rows
@@ -171,7 +171,7 @@ def _winner(trials: list[dict[str, Any]]) -> dict[str, Any]:
 def at_edge(entry: dict[str, Any], space: Space) -> list[str]:
     """Range settings whose winning value is the smallest or largest tried (with 3+ distinct values
     tried, :func:`kore_bench.search.at_range_edge`): the optimum may lie outside the searched range."""
-    from .search import Choice, at_range_edge
+    from ..search import Choice, at_range_edge
 
     trials = [t for t in entry.get("trials", []) if t["status"] == "ok"]
     if entry.get("settings") is None:
