@@ -114,8 +114,9 @@ def run_phase(phase: str, model_dir: str, opts: dict[str, Any]) -> dict[str, Any
     torch.set_num_threads(opts["threads"])
     from kore_bench.adapters.covariance import collect_covariances, encode_prompts
     from kore_bench.encoding import collate
-    from kore_bench.methods.kore import add_null_space_adapter, matched_rank, select_trainable
-    from kore_bench.methods.lora import LoraMethodConfig, add_lora, default_rank
+    from kore_bench.adapters.nullspace import default_rank, matched_rank
+    from kore_bench.methods.kore import add_null_space_adapter, select_trainable
+    from kore_bench.methods.lora import LoraMethodConfig, add_lora
     from kore_bench.models.loading import load_model
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -179,7 +180,7 @@ def run_phase(phase: str, model_dir: str, opts: dict[str, Any]) -> dict[str, Any
 
 
 def linear_shapes(model_dir: str) -> list[tuple[int, int]]:
-    from kore_bench.methods.kore import adapted_linears
+    from kore_bench.adapters.nullspace import adapted_linears
     from kore_bench.models.loading import load_model
 
     model, _ = load_model(model_dir)

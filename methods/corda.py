@@ -20,14 +20,14 @@ from peft import LoraConfig, get_peft_model
 from torch import nn
 
 from kore_bench.adapters.covariance import draw_calibration, encode_prompts
+from kore_bench.adapters.nullspace import adapted_linears, default_rank
 from kore_bench.errors import KoreBenchError
 from kore_bench.method import Method, TrainContext, TrainedModel, projector_groups, register_method
 from kore_bench.models.parts import lm_linear_regex
 from kore_bench.adapters.residual import RewrittenBaseArtifact
 from kore_bench.train import train_model
 
-from .kore import adapted_linears
-from .lora import LoRA, LoraMethodConfig, default_rank
+from .lora import LoRA, LoraMethodConfig
 
 
 @dataclass

@@ -13,9 +13,10 @@ from typing import Any, ClassVar
 import torch
 from peft import LoraConfig, get_peft_model
 
+from kore_bench.adapters.nullspace import default_rank
 from kore_bench.data import Sample
 from kore_bench.method import Method, MethodConfig, TrainContext, TrainedModel, projector_groups, register_method
-from kore_bench.models.parts import language_model, lm_linear_regex
+from kore_bench.models.parts import lm_linear_regex
 from kore_bench.search import Choice, LogUniform
 from kore_bench.train import train_model
 
@@ -27,12 +28,6 @@ class LoraMethodConfig(MethodConfig):
     alpha_over_rank: float = field(default=2.0, metadata={"help": "LLaVA-1.5: α=256 at r=128"})
     dropout: float = field(default=0.05, metadata={"help": "LLaVA-1.5 default"})
     projector_lr: float | None = field(default=2e-4, metadata={"help": "LLaVA-1.5: 2e-5 (a tenth of lr)"})
-
-
-def default_rank(model: torch.nn.Module) -> int:
-    """The paper's r=128 at hidden 4096, scaled to the model's hidden size."""
-    hidden = language_model(model).config.hidden_size
-    return max(4, round(128 * hidden / 4096))
 
 
 def add_lora(model: torch.nn.Module, cfg: LoraMethodConfig):

@@ -9,15 +9,15 @@ import pytest
 import torch
 
 from kore_bench.adapters.covariance import collect_covariances, prompt_only
+from kore_bench.adapters.nullspace import default_rank, matched_rank, null_space_basis, null_space_factors
 from kore_bench.encoding import encode_prompt
 from kore_bench.errors import KoreBenchError
 from kore_bench.method import TrainContext
 from kore_bench.methods import kore as kore_module
 from kore_bench.methods.corda import CorDA, CordaMethodConfig, add_corda
 from kore_bench.methods.kore import (Kore, KoreAug, KoreConstraint, KoreV1, add_null_space_adapter,
-                                     lora_trainable_parameter_count, matched_rank, null_space_basis,
-                                     null_space_factors, select_trainable, trainable_parameter_count)
-from kore_bench.methods.lora import default_rank
+                                     lora_trainable_parameter_count, select_trainable,
+                                     trainable_parameter_count)
 from kore_bench.models.parts import language_model, projector
 
 from kore_helpers import micro, prompt_batch, samples, save_base

@@ -71,7 +71,7 @@ def spectrum_summary(cov: torch.Tensor, rank: int) -> dict[str, float]:
 
 def layer_diagnostics(calibration: torch.Tensor, rank: int, others: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     """Shares of ``calibration`` and each of ``others`` in KORE's subspace at ``rank`` + the spectrum."""
-    from kore_bench.methods.kore import null_space_basis
+    from ..adapters.nullspace import null_space_basis
 
     n = calibration.shape[0]
     if not 1 <= rank < n:
@@ -147,15 +147,16 @@ def diagnose(output: Path, *, world: str = "default", arch: str = "llava", model
              dev_seed: int = 0, device: str | None = None, threshold: float = SEPARATES,
              console: Console | None = None) -> Path:
     """Run the diagnostic and write ``diagnose.csv`` and ``diagnose.json`` to ``output``."""
-    from kore_bench.methods.kore import KoreConstraintConfig, check_rank, resolve_rank
-
+    from ..adapters.nullspace import check_rank, resolve_rank
     from ..cache import cache_root
     from ..runner import RunConfig, prepare
 
     console = console or Console(stderr=True)
     if split not in SPLITS:
         raise KoreBenchError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}")
-    kore = KoreConstraintConfig()
+    from ..registry import load_methods
+
+    kore = load_methods(include_paths).get("kore-constraint").Config()  # KORE's calibration defaults
     cfg = RunConfig(methods=[], output=Path(output), world=world, arch=arch, model=model, new=new,
                     retention=list(retention), include_paths=list(include_paths), dev_share=dev_share,
                     dev_seed=dev_seed, device=device, reference=False)
