@@ -244,7 +244,7 @@ def external_base(model: str) -> BaseModelRef:
 def evaluate_base(world: str, arch: str = "llava", seed: int | None = None, limit: int | None = None,
                   console: Console | None = None) -> dict[str, float]:
     """Score the cached base on the world's suites (test split) and store it beside the base."""
-    from .runner import evaluate_suite
+    from .evaluate.backends import evaluate_suite
     from .suites import load_suites
 
     console = console or Console(stderr=True)

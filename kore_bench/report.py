@@ -17,9 +17,10 @@ from rich.console import Console
 from rich.table import Table
 
 from .errors import KoreBenchError
+from .evaluate.metrics import ADAPTATION_METRICS, HEADLINE, check_retention_metric, headline
 from .store import atomic_write_text, read_json
 
-MAIN = ["CEM", "F1", "K.A", "K.R", "Avg"]
+MAIN = list(HEADLINE)
 
 
 def tidy_scores(run: Path) -> pd.DataFrame:
@@ -41,20 +42,19 @@ def tidy_scores(run: Path) -> pd.DataFrame:
 
 
 def per_seed(scores: pd.DataFrame) -> pd.DataFrame:
-    """CEM, F1, K.A, categories, K.R and Avg for every (method, seed)."""
+    """CEM, F1, K.A, categories, K.R and Avg for every (method, seed) (:func:`~.evaluate.metrics.headline`).
+
+    A retention primary metric that is lower-is-better is refused before anything is averaged."""
     out = []
     for (method, seed), g in scores.groupby(["method", "seed"], sort=False):
         new = g[g.role == "new_knowledge"]
-        row: dict[str, Any] = {"method": method, "seed": seed}
-        row["CEM"] = new[new.metric == "cem"].value.mean()
-        row["F1"] = new[new.metric == "f1"].value.mean()
-        row["K.A"] = (row["CEM"] + row["F1"]) / 2
         ret = g[(g.role == "retention") & g.primary]
+        for _, r in ret[~ret.higher_is_better.astype(bool)].iterrows():
+            check_retention_metric(r.metric, False, f"{method} seed {seed}, suite {r.suite!r}, task {r.task!r}")
         cats = ret.groupby("category", sort=False).value.mean()
-        row.update(cats.to_dict())
-        row["K.R"] = cats.mean() if len(cats) else math.nan
-        row["Avg"] = (row["K.A"] + row["K.R"]) / 2
-        out.append(row)
+        parts = headline({m: new[new.metric == m].value.mean() for m in ADAPTATION_METRICS}, cats.to_dict())
+        out.append({"method": method, "seed": seed, **{k: parts[k] for k in ("CEM", "F1", "K.A")},
+                    **cats.to_dict(), "K.R": parts["K.R"], "Avg": parts["Avg"]})
     return pd.DataFrame(out)
 
 

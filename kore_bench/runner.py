@@ -14,13 +14,11 @@ from rich.console import Console
 
 import kore_bench
 
-from .evaluate import lm_eval_tasks
 from .base import build_base, external_base
 from .data import Sample
 from .errors import KoreBenchError
-from .evaluate.generation import generate, score_task
+from .evaluate.backends import evaluate_suite
 from .method import BaseModelRef, Method, TrainContext, TrainedModel
-from .evaluate.metrics import get_metric
 from .registry import load_methods
 from .store import RunDir, Unit, atomic_write_json, environment, fingerprint, read_json
 from .suites import Suite, load_suites, resolve_suite, samples_fingerprint
@@ -113,38 +111,6 @@ def code_version(method: Method) -> str:
     source = "".join(inspect.getsource(inspect.getmodule(cls)) for cls in type(method).__mro__
                      if cls.__module__ not in ("abc", "builtins", "kore_bench.method"))
     return f"{kore_bench.__version__}+{fingerprint(source)[:8]}"
-
-
-def evaluate_suite(model, processor, suite: Suite, limit: int | None, split: str,
-                   batch_size: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Scores of one suite (per task) and the per-sample records."""
-    tasks: dict[str, Any] = {}
-    records: list[dict[str, Any]] = []
-    for task in suite.tasks:
-        samples = suite.task_samples(task, split)[: limit or None]
-        if not samples:
-            raise KoreBenchError(f"suite {suite.name!r}, task {task.name!r}: no {split} samples")
-        started = time.perf_counter()
-        if lm_eval_tasks.is_lm_eval(task.source):
-            means, higher, task_records = lm_eval_tasks.evaluate(model, processor, suite.source(task), task.name,
-                                                                 samples, task.metrics, batch_size)
-        else:
-            preds = generate(model, processor, samples, task.generation.get("max_new_tokens", 32), batch_size)
-            scores = score_task(samples, preds, task.metrics)
-            means, higher = scores.means, {m: get_metric(m).higher_is_better for m in task.metrics}
-            task_records = [{"task": task.name, "id": s.id, "prediction": p, "answer": s.answer,
-                             "scores": {m: v[i] for m, v in scores.per_sample.items()}}
-                            for i, (s, p) in enumerate(zip(samples, preds))]
-        tasks[task.name] = {
-            "category": task.category,
-            "primary_metric": task.primary_metric,
-            "metrics": means,
-            "higher_is_better": higher,
-            "n": len(samples),
-            "seconds": round(time.perf_counter() - started, 2),
-        }
-        records += task_records
-    return tasks, records
 
 
 def run(cfg: RunConfig, console: Console | None = None) -> Path:

@@ -9,7 +9,8 @@ A suite file::
       - task: counting
         category: counting          # retention category (K.R averages categories)
         source: {loader: jsonl, path: "{world}/retention/counting.jsonl", image_root: "{world}"}
-        output_type: generate       # generate | multiple_choice | yes_no
+        output_type: generate       # an evaluator backend: generate | multiple_choice |
+                                    # multiple_choice_loglikelihood | yes_no (kore_bench.evaluate.backends)
         metrics: [exact_match]      # the first one is the task's primary metric
         generation: {max_new_tokens: 8}
 
@@ -35,7 +36,6 @@ from .data import Sample
 from .errors import DataError, KoreBenchError, UnknownNameError
 
 ROLES = ("new_knowledge", "retention")
-OUTPUT_TYPES = ("generate", "multiple_choice", "yes_no")
 EVOKE_IMAGES = ("evaluation", "injection")  # an evoke source's `image:`: the question's own, or its injection image
 
 
@@ -202,14 +202,37 @@ def parse_suite(raw: dict[str, Any], file: Path | None = None) -> Suite:
             )
         except (KeyError, TypeError) as e:
             raise DataError(f"{where}: task #{i + 1} is missing or has a bad field: {e}") from e
-        if spec.output_type not in OUTPUT_TYPES:
-            raise DataError(f"{where}: task {spec.name!r}: output_type must be one of {OUTPUT_TYPES}")
-        foreign = sorted({"output_type", "generation", "prompt"} & set(t)) if lm_eval_tasks.is_lm_eval(spec.source) else []
+        from .evaluate.backends import BACKENDS
+
+        lm_eval = lm_eval_tasks.is_lm_eval(spec.source)
+        foreign = sorted({"output_type", "generation", "prompt"} & set(t)) if lm_eval else []
         if foreign:
             raise DataError(f"{where}: task {spec.name!r} is an lm-eval task, which brings its own prompt, "
                             f"output type and generation settings; remove {', '.join(foreign)}")
+        if lm_eval:
+            spec.output_type = lm_eval_tasks.LOADER
+        elif spec.output_type not in BACKENDS or spec.output_type == lm_eval_tasks.LOADER:
+            types = [n for n in BACKENDS.names() if n != lm_eval_tasks.LOADER]
+            raise DataError(f"{where}: task {spec.name!r}: output_type must be one of {', '.join(types)}, "
+                            f"not {spec.output_type!r}")
+        else:
+            _check_metrics(spec, raw["role"], where)
         tasks.append(spec)
     return Suite(raw["suite"], raw["role"], tasks, raw.get("train"), raw.get("description", ""), file)
+
+
+def _check_metrics(spec: TaskSpec, role: str, where: str) -> None:
+    """Every metric is registered; a retention task's primary metric is higher-is-better (K.R)."""
+    from .evaluate.metrics import check_retention_metric, get_metric
+
+    for name in spec.metrics:
+        try:
+            get_metric(name)
+        except UnknownNameError as e:
+            raise DataError(f"{where}: task {spec.name!r}: {e}") from None
+    if role == "retention" and spec.metrics:
+        check_retention_metric(spec.primary_metric, get_metric(spec.primary_metric).higher_is_better,
+                               f"{where}: task {spec.name!r}")
 
 
 def load_suites(include_paths: list[Path | str] = ()) -> dict[str, Suite]:

@@ -10,7 +10,8 @@ import pytest
 
 from kore_bench.evaluate import lm_eval_tasks
 from kore_bench.errors import DataError, KoreBenchError, UnknownNameError
-from kore_bench.runner import RunConfig, evaluate_suite, run
+from kore_bench.evaluate.backends import evaluate_suite
+from kore_bench.runner import RunConfig, run
 from kore_bench.suites import load_source, load_suites, parse_suite
 
 # Two lm-eval tasks over the micro world's text-only reasoning items (the very file world-retention

@@ -1,6 +1,8 @@
 """Metrics on hand-computed cases: EVOKE CEM (with its quirks), SQuAD F1, extraction, aggregates."""
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from kore_bench.errors import UnknownNameError
@@ -170,7 +172,9 @@ def test_yes_no_accuracy_and_pope_f1() -> None:
 
 
 def test_registry() -> None:
-    assert set(METRICS) == {"cem", "f1", "exact_match", "strict_match", "choice_accuracy", "yes_no_accuracy"}
+    assert set(METRICS) == {"cem", "f1", "exact_match", "strict_match", "choice_accuracy", "yes_no_accuracy",
+                            "pope_f1", "mme_acc_plus"}
+    assert {n for n, m in METRICS.items() if m.aggregation == "corpus"} == {"pope_f1", "mme_acc_plus"}
     assert {m.protocol for m in METRICS.values()} == {"generation_em", "generation_f1", "mc_letter", "yes_no"}
     assert all(m.higher_is_better for m in METRICS.values())
     assert get_metric("cem").fn("Two dogs", "2", None) == 1.0
@@ -236,3 +240,40 @@ def test_paired_test_bootstrap_ci_is_seeded_and_sensible() -> None:
     assert r1["ci_high"] == pytest.approx(0.5 + 1.96 * 0.05, abs=0.02)
     with pytest.raises(ValueError):
         paired_test([1.0], [1.0, 0.0])
+
+
+def test_corpus_metrics_score_the_whole_task() -> None:
+    from kore_bench.data import Sample
+    from kore_bench.evaluate.metrics import score_task
+
+    def q(i: int, gold: str, group: str) -> Sample:
+        return Sample(f"q{i}", [{"role": "user", "content": "?"}], answer=gold, meta={"group": group})
+
+    samples = [q(0, "yes", "img1"), q(1, "no", "img1"), q(2, "yes", "img2"), q(3, "no", "img2")]
+    preds = ["Yes", "No", "yes", "yes"]  # img1 both right, img2 one wrong
+    scores = score_task(samples, preds, ["yes_no_accuracy", "pope_f1", "mme_acc_plus"])
+    assert scores.means["yes_no_accuracy"] == pytest.approx(75.0)
+    assert scores.means["mme_acc_plus"] == pytest.approx(50.0)
+    # TP=2, predicted positive 3, gold positive 2: P=2/3, R=1 -> F1 0.8
+    assert scores.means["pope_f1"] == pytest.approx(80.0)
+    assert set(scores.per_sample) == {"yes_no_accuracy"}  # corpus metrics have no per-sample scores
+
+
+def test_headline_is_the_one_aggregate() -> None:
+    from kore_bench.evaluate.metrics import headline
+
+    h = headline({"cem": 40.0, "f1": 60.0}, {"ocr": 80.0, "counting": 60.0})
+    assert h == {"CEM": 40.0, "F1": 60.0, "K.A": 50.0, "K.R": 70.0, "Avg": 60.0}
+    assert math.isnan(headline({"cem": 40.0}, {})["K.R"])
+
+
+def test_lower_is_better_retention_metric_is_refused_before_averaging() -> None:
+    import pandas as pd
+
+    from kore_bench.errors import KoreBenchError
+    from kore_bench.report import per_seed
+
+    rows = [dict(method="m", seed=0, suite="s", role="retention", task="t", category="c", metric="err",
+                 primary=True, value=10.0, higher_is_better=False, n=4, split="test", limited=False)]
+    with pytest.raises(KoreBenchError, match="lower-is-better"):
+        per_seed(pd.DataFrame(rows))

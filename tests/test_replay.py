@@ -23,7 +23,7 @@ def test_memory_draws_cover_every_sample_once_per_pass():
 def test_replay_keeps_more_old_knowledge_than_lora(micro_base, micro_world, tmp_path):
     """Same new-data batches as LoRA (same seed), plus a memory of 10 % of the old-knowledge pool:
     the injected knowledge is learnt as well, and held-out old facts are kept better."""
-    from kore_bench.runner import evaluate_suite
+    from kore_bench.evaluate.backends import evaluate_suite
 
     suites = load_suites()
     new = suites["world-new"].with_variables(world=str(micro_world))

@@ -1,18 +1,16 @@
-"""The native evaluator: batched greedy generation, then scoring — two separate steps.
+"""The native generator: batched greedy generation (left padding, KV cache) and prompt encoding.
 
-Inference (:func:`generate`) only produces text; scoring (:func:`score_task`) only reads text,
-so stored predictions can be re-scored without a model (VLMEvalKit's split of the two).
+Inference (:func:`generate`) only produces text; scoring (:func:`kore_bench.evaluate.metrics.score_task`)
+only reads text, so stored predictions can be re-scored without a model (VLMEvalKit's split).
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 
 from ..data import Sample
 from ..encoding import SEQUENCE_KEYS, collate, encode_prompt, render
-from .metrics import get_metric
 
 ENCODE_CHUNK = 64  # samples per processor call when encoding prompts
 
@@ -129,23 +127,3 @@ def _encode_chunk(processor, chunk: Sequence[Sample]) -> list[dict[str, torch.Te
 
 def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]) for k in a)
-
-
-@dataclass
-class TaskScores:
-    """Per-sample scores of one task, per metric, and their means (×100)."""
-
-    per_sample: dict[str, list[float]]
-
-    @property
-    def means(self) -> dict[str, float]:
-        return {m: 100.0 * sum(v) / len(v) if v else float("nan") for m, v in self.per_sample.items()}
-
-
-def score_task(samples: Sequence[Sample], predictions: Sequence[str], metrics: Sequence[str]) -> TaskScores:
-    """Score predictions against the samples' gold answers with the named metrics."""
-    per_sample = {}
-    for name in metrics:
-        metric = get_metric(name)
-        per_sample[name] = [metric.fn(p, s.answer or "", s.choices) for s, p in zip(samples, predictions)]
-    return TaskScores(per_sample)

@@ -26,7 +26,7 @@ import string
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -266,22 +266,44 @@ def pope_f1(preds: Sequence[str], golds: Sequence[str]) -> float:
 # Registry
 
 MetricProtocol = Literal["generation_em", "generation_f1", "mc_letter", "yes_no"]
+Aggregation = Literal["mean", "corpus"]
 
 
 @dataclass(frozen=True)
 class Metric:
-    """A per-sample metric: ``fn(prediction, gold, choices) -> float`` in [0, 1]."""
+    """A registered metric, in [0, 1], with how it aggregates and which way is better.
+
+    ``fn(prediction, gold, choices)`` scores one sample (aggregation ``mean``: the task score is
+    the mean, per-sample scores are stored and paired by ``compare``); ``corpus(predictions,
+    samples)`` scores a whole task at once (aggregation ``corpus``: POPE F1, MME's paired
+    accuracy; no per-sample scores). ``protocol`` says what kind of answer it reads.
+    """
 
     name: str
-    fn: Callable[[str, str, Mapping[str, str] | None], float]
+    fn: Callable[[str, str, Mapping[str, str] | None], float] | None
     higher_is_better: bool
     protocol: MetricProtocol
+    corpus: Callable[[Sequence[str], Sequence[Any]], float] | None = None
+
+    @property
+    def aggregation(self) -> Aggregation:
+        return "mean" if self.corpus is None else "corpus"
 
 
 def _choice_metric(prediction: str, gold: str, choices: Mapping[str, str] | None) -> float:
     if not choices:
         raise ValueError("choice_accuracy needs the sample's choices")
     return choice_accuracy(prediction, gold, choices)
+
+
+def mme_accuracy_plus(preds: Sequence[str], samples: Sequence[Any]) -> float:
+    """MME's acc+: the share of images whose questions (two per image in MME) are all answered
+    right (yes/no); questions are grouped by ``meta["group"]``, else by their image."""
+    groups: dict[str, list[float]] = {}
+    for p, s in zip(preds, samples, strict=True):
+        key = s.meta.get("group") or (s.image.key if s.image is not None else s.id)
+        groups.setdefault(str(key), []).append(yes_no_accuracy(p, s.answer or ""))
+    return sum(all(v == 1.0 for v in g) for g in groups.values()) / len(groups) if groups else float("nan")
 
 
 METRICS: dict[str, Metric] = {
@@ -293,6 +315,8 @@ METRICS: dict[str, Metric] = {
         Metric("strict_match", lambda p, g, c: strict_match(p, g), True, "generation_em"),
         Metric("choice_accuracy", _choice_metric, True, "mc_letter"),
         Metric("yes_no_accuracy", lambda p, g, c: yes_no_accuracy(p, g), True, "yes_no"),
+        Metric("pope_f1", None, True, "yes_no", corpus=lambda ps, ss: pope_f1(ps, [s.answer or "" for s in ss])),
+        Metric("mme_acc_plus", None, True, "yes_no", corpus=mme_accuracy_plus),
     ]
 }
 
@@ -303,6 +327,28 @@ def get_metric(name: str) -> Metric:
         return METRICS[name]
     except KeyError:
         raise UnknownNameError("metric", name, METRICS) from None
+
+
+@dataclass
+class TaskScores:
+    """One task's scores: per metric the task score (×100) and, for ``mean`` metrics, the per-sample ones."""
+
+    means: dict[str, float]
+    per_sample: dict[str, list[float]]
+
+
+def score_task(samples: Sequence[Any], predictions: Sequence[str], metrics: Sequence[str]) -> TaskScores:
+    """Score predictions against the samples' gold answers with the named metrics (text only)."""
+    means, per_sample = {}, {}
+    for name in metrics:
+        metric = get_metric(name)
+        if metric.corpus is not None:
+            means[name] = 100.0 * metric.corpus(predictions, samples)
+            continue
+        values = [metric.fn(p, s.answer or "", s.choices) for s, p in zip(samples, predictions, strict=True)]
+        per_sample[name] = values
+        means[name] = 100.0 * sum(values) / len(values) if values else float("nan")
+    return TaskScores(means, per_sample)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -331,6 +377,29 @@ def knowledge_retention(category_scores: Mapping[str, float]) -> float:
 def overall(ka: float, kr: float) -> float:
     """Avg = (K.A + K.R) / 2, as in the KORE paper's Table 1."""
     return (ka + kr) / 2
+
+
+ADAPTATION_METRICS = ("cem", "f1")  # K.A's parts, EVOKE's metrics, on the new-knowledge suite
+HEADLINE = ("CEM", "F1", "K.A", "K.R", "Avg")
+
+
+def headline(adaptation: Mapping[str, float], categories: Mapping[str, float]) -> dict[str, float]:
+    """CEM, F1, K.A, K.R and Avg (percent) from the new-knowledge metric means and the retention
+    category scores — the one implementation reports, tune and frontier use. A missing part is NaN."""
+    nan = float("nan")
+    cem_score, f1_score = (adaptation.get(m, nan) for m in ADAPTATION_METRICS)
+    ka = knowledge_adaptation(cem_score, f1_score)
+    kr = knowledge_retention(categories) if categories else nan
+    return {"CEM": cem_score, "F1": f1_score, "K.A": ka, "K.R": kr, "Avg": overall(ka, kr)}
+
+
+def check_retention_metric(name: str, higher_is_better: bool, where: str) -> None:
+    """K.R averages retention scores as they are: a lower-is-better one would count a loss as a gain."""
+    if not higher_is_better:
+        from ..errors import KoreBenchError
+
+        raise KoreBenchError(f"{where}: primary metric {name!r} is lower-is-better; K.R averages retention scores "
+                             "as higher-is-better, so it cannot be a retention task's primary metric")
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
