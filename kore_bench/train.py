@@ -17,7 +17,7 @@ from accelerate import Accelerator
 from transformers import get_cosine_schedule_with_warmup
 
 from .data import Sample
-from .encoding import collate, encode_for_training
+from .encoding import check_supported, collate, encode_for_training
 from .errors import KoreBenchError
 
 
@@ -66,6 +66,8 @@ def count_trainable(model: torch.nn.Module) -> int:
 
 
 def encode_all(processor, samples: Sequence[Sample], max_length: int | None = None) -> list[dict]:
+    """Training features of ``samples``; an architecture that cannot be encoded is refused first."""
+    check_supported(processor)
     return [encode_for_training(processor, s, max_length) for s in samples]
 
 

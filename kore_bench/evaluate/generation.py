@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import torch
 
 from ..data import Sample
-from ..encoding import SEQUENCE_KEYS, collate, encode_prompt, render
+from ..encoding import SEQUENCE_KEYS, collate, encode_prompt, render, uses_prefix_suffix
 
 ENCODE_CHUNK = 64  # samples per processor call when encoding prompts
 
@@ -80,11 +80,14 @@ def encode_prompts(processor, samples: Sequence[Sample]) -> list[dict[str, torch
 def _encode_chunk(processor, chunk: Sequence[Sample]) -> list[dict[str, torch.Tensor]] | None:
     """Per-sample features from one processor call, or None when the output cannot be split."""
     tok = getattr(processor, "tokenizer", processor)
-    if tok.pad_token_id is None:
+    if tok.pad_token_id is None or uses_prefix_suffix(processor):
         return None
-    texts = [render(processor, s, add_generation_prompt=True) for s in chunk]
+    rendered = [render(processor, s, add_generation_prompt=True) for s in chunk]
+    if len({r.add_special_tokens for r in rendered}) != 1:
+        return None
     images = [s.image.load() for s in chunk if s.image is not None]
-    kwargs = {"text": texts, "return_tensors": "pt", "padding": True, "padding_side": "right"}
+    kwargs = {"text": [r.text for r in rendered], "return_tensors": "pt", "padding": True,
+              "padding_side": "right", "add_special_tokens": rendered[0].add_special_tokens}
     if images:
         kwargs["images"] = images
     try:

@@ -7,6 +7,7 @@ image-only subclass of the saved processor class.
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -47,12 +48,35 @@ def image_only_processor_class(cls: type[ProcessorMixin]) -> type[ProcessorMixin
 
     def to_dict(self: Any) -> dict[str, Any]:
         out = cls.to_dict(self)
+        out.pop("video_processor", None)
         out["processor_class"] = cls.__name__
         return out
 
-    return type(f"ImageOnly{cls.__name__}", (cls,),
-                {"get_attributes": classmethod(get_attributes), "to_dict": to_dict,
-                 "__module__": __name__})
+    namespace: dict[str, Any] = {"get_attributes": classmethod(get_attributes), "to_dict": to_dict,
+                                 "__module__": __name__}
+    video = inspect.signature(cls.__init__).parameters.get("video_processor")
+    if video is not None and video.default is inspect.Parameter.empty and "image_seq_len" in inspect.signature(cls.__init__).parameters:
+        # SmolVLM's processor requires a video processor argument and reads its frame settings
+        # when applying the chat template: it gets None and a stand-in without frame sampling.
+        # (named parameters: from_pretrained passes only the saved settings ``__init__`` names)
+        def __init__(self: Any, image_processor: Any = None, tokenizer: Any = None, video_processor: Any = None,
+                     image_seq_len: int = 169, chat_template: str | None = None, **kwargs: Any) -> None:
+            cls.__init__(self, image_processor, tokenizer, None, image_seq_len=image_seq_len,
+                         chat_template=chat_template, **kwargs)
+            self.__dict__["video_processor"] = _NO_VIDEO
+
+        namespace["__init__"] = __init__
+    return type(f"ImageOnly{cls.__name__}", (cls,), namespace)
+
+
+class _NoVideoProcessor:
+    """What an image-only processor has in place of a video processor: no frame sampling."""
+
+    num_frames = None
+    fps = None
+
+
+_NO_VIDEO = _NoVideoProcessor()
 
 
 def save_model(model: PreTrainedModel, processor: ProcessorMixin, out_dir: str | Path) -> Path:
@@ -95,7 +119,13 @@ def load_processor(src: str | Path) -> ProcessorMixin:
             if isinstance(first, OSError):
                 raise KoreBenchError(f"cannot load processor {src!r}: {first}") from first
             raise
-        return image_only_processor_class(cls).from_pretrained(src)
+        processor = image_only_processor_class(cls).from_pretrained(src)
+        if getattr(processor, "chat_template", None) is None:
+            # SmolVLM's image-only subclass is built without the saved template: read it back
+            template = _resolve_file(src, "chat_template.jinja")
+            if template is not None:
+                processor.chat_template = Path(template).read_text()
+        return processor
 
 
 def _saved_processor_class(src: str) -> type[ProcessorMixin] | None:

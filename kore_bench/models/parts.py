@@ -2,8 +2,9 @@
 
 Works on the transformers v5 layouts of LLaVA (``model.language_model``, ``model.vision_tower``,
 ``model.multi_modal_projector``) and Qwen2-VL / Qwen2.5-VL (``model.language_model``,
-``model.visual`` with ``visual.merger``), on older layouts without the inner ``model``, and through
-a peft wrapper. Vision towers also contain ``q_proj`` / ``up_proj`` ..., which is why LoRA targets
+``model.visual`` with ``visual.merger``), Idefics3 / SmolVLM (``model.text_model``,
+``model.vision_model``, ``model.connector``), LLaVA-NeXT, Gemma3 and PaliGemma (LLaVA's names), on
+older layouts without the inner ``model``, and through a peft wrapper. Vision towers also contain ``q_proj`` / ``up_proj`` ..., which is why LoRA targets
 come from ``lm_linear_regex`` and never from bare module names.
 """
 from __future__ import annotations
@@ -16,8 +17,9 @@ from kore_bench.errors import KoreBenchError
 
 _LM_PATHS = ("model.language_model", "language_model.model", "language_model", "model.text_model")
 _PROJECTOR_PATHS = ("model.multi_modal_projector", "multi_modal_projector", "model.visual.merger",
-                    "visual.merger")
-_VISION_PATHS = ("model.vision_tower", "vision_tower", "model.visual", "visual")
+                    "visual.merger", "model.connector", "connector")
+_VISION_PATHS = ("model.vision_tower", "vision_tower", "model.visual", "visual", "model.vision_model",
+                 "vision_model")
 _ADAPTER_PARTS = ("base_layer",)  # peft wraps a Linear as <name>.base_layer plus <name>.lora_A.* ...
 
 
@@ -36,7 +38,11 @@ def language_model(model: nn.Module) -> nn.Module:
 
 
 def projector(model: nn.Module) -> nn.Module:
-    """The vision-to-text projector: LLaVA ``multi_modal_projector``, Qwen ``visual.merger``."""
+    """The vision-to-text projector: LLaVA ``multi_modal_projector``, Qwen ``visual.merger``, Idefics3 ``connector``.
+
+    A model with none of these raises a KoreBenchError naming the paths looked for (methods that
+    train the projector cannot run on it).
+    """
     return _find(unwrap(model), _PROJECTOR_PATHS, "projector")
 
 
