@@ -128,6 +128,15 @@ class Method(ABC):
         model, processor = ctx.base.load(ctx.device)
         return TrainedModel(load_artifact(model, ctx.artifact_dir), processor)
 
+    def declared_trainable(self, model: torch.nn.Module) -> int:
+        """Parameters the method's (last) training stage trains on ``model``, a fresh base.
+
+        Computed from the method's own definition (a formula over the layer shapes), not by
+        counting ``requires_grad`` after wrapping: the test matrix compares it with what the
+        trainer reports, so a method that trains more or less than it says is caught.
+        """
+        raise NotImplementedError(f"method {self.name!r} does not declare its trainable parameters")
+
     @staticmethod
     def save(model: torch.nn.Module, artifact_dir: Path) -> None:
         """Save what training changed: a peft adapter as such, plus every other trainable tensor."""

@@ -27,7 +27,7 @@ from kore_bench.models.parts import lm_linear_regex
 from kore_bench.adapters.residual import RewrittenBaseArtifact
 from kore_bench.train import train_model
 
-from .lora import LoRA, LoraMethodConfig
+from .lora import LoRA, LoraMethodConfig, lora_size, projector_size
 
 
 @dataclass
@@ -83,3 +83,7 @@ class CorDA(RewrittenBaseArtifact, Method):
         info = train_model(model, processor, ctx.new_data, self.config, ctx.seed, groups, progress=ctx.progress)
         self.save(model, ctx.artifact_dir)
         return TrainedModel(model, processor, info)
+
+    def declared_trainable(self, model: nn.Module) -> int:
+        rank = self.config.rank if self.config.rank is not None else default_rank(model)
+        return lora_size(model, rank) + projector_size(model, self.config.projector_lr)

@@ -35,3 +35,9 @@ class FullFineTune(Method):
         info = train_model(model, processor, ctx.new_data, self.config, ctx.seed, groups, progress=ctx.progress)
         self.save(model, ctx.artifact_dir)
         return TrainedModel(model, processor, info)
+
+    def declared_trainable(self, model) -> int:
+        from .lora import projector_size
+
+        return sum(p.numel() for p in language_model(model).parameters()) + projector_size(
+            model, self.config.projector_lr)

@@ -144,6 +144,20 @@ def _dtype(name: str, setting: str) -> torch.dtype:
     return value
 
 
+def old_covariances(model: nn.Module, processor, ctx: TrainContext, samples: int, batch_size: int = 8,
+                    dtype: torch.dtype = torch.float64, cache: bool = True) -> Covariances:
+    """Input covariances of the decoder linears on ``samples`` old-knowledge prompts drawn with the
+    run's seed, cached per base model and draw (shared by KORE, O-LoRA and SEFE)."""
+    calibration = draw_calibration(ctx.old_data, samples, ctx.seed)
+    cache_dir = None
+    if cache:
+        from kore_bench.cache import cache_root
+
+        cache_dir = cache_root() / "covariances"
+    return collect_covariances(model, processor, calibration, batch_size, dtype,
+                               cache_dir=cache_dir, model_fingerprint=ctx.base.fingerprint)
+
+
 @dataclass
 class KoreConstraintConfig(MethodConfig):
     lr: float = field(default=2e-2, metadata={"help": "B-only needs ~10x LoRA's lr (derisk.md); paper: 2e-4 at 7B"})
@@ -197,14 +211,8 @@ class KoreConstraint(RewrittenBaseArtifact, Method):
         dec_dtype = _dtype(cfg.decomposition_dtype, "decomposition_dtype")
         rank = resolve_rank(model, cfg.rank)
         check_rank(model, rank)
-        calibration = draw_calibration(ctx.old_data, cfg.calibration_samples, ctx.seed)
-        cache = None
-        if cfg.cache_covariances:
-            from kore_bench.cache import cache_root
-
-            cache = cache_root() / "covariances"
-        covs = collect_covariances(model, processor, calibration, cfg.calibration_batch_size, cov_dtype,
-                                   cache_dir=cache, model_fingerprint=ctx.base.fingerprint)
+        covs = old_covariances(model, processor, ctx, cfg.calibration_samples, cfg.calibration_batch_size,
+                               cov_dtype, cfg.cache_covariances)
         return add_null_space_adapter(model, covs, rank, dec_dtype)
 
     def train(self, ctx: TrainContext) -> TrainedModel:
@@ -215,6 +223,14 @@ class KoreConstraint(RewrittenBaseArtifact, Method):
         info = train_model(peft_model, processor, samples, self.config, ctx.seed, groups, progress=ctx.progress)
         self.save(peft_model, ctx.artifact_dir)
         return TrainedModel(peft_model, processor, info)
+
+    def declared_trainable(self, model: nn.Module) -> int:
+        """B (rank·d_out per linear), A too when ``train_A`` (rank·d_in), and the projector."""
+        from .lora import linear_shapes, projector_size
+
+        rank = resolve_rank(model, self.config.rank)
+        return sum(rank * (o + (i if self.config.train_A else 0)) for i, o in linear_shapes(model).values()) \
+            + projector_size(model, self.config.projector_lr)
 
 
 @register_method("kore")

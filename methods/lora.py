@@ -16,7 +16,7 @@ from peft import LoraConfig, get_peft_model
 from kore_bench.adapters.nullspace import default_rank
 from kore_bench.data import Sample
 from kore_bench.method import Method, MethodConfig, TrainContext, TrainedModel, projector_groups, register_method
-from kore_bench.models.parts import lm_linear_regex
+from kore_bench.models.parts import decoder_linear_names, language_model, lm_linear_regex, projector, unwrap
 from kore_bench.search import Choice, LogUniform
 from kore_bench.train import train_model
 
@@ -28,6 +28,27 @@ class LoraMethodConfig(MethodConfig):
     alpha_over_rank: float = field(default=2.0, metadata={"help": "LLaVA-1.5: α=256 at r=128"})
     dropout: float = field(default=0.05, metadata={"help": "LLaVA-1.5 default"})
     projector_lr: float | None = field(default=2e-4, metadata={"help": "LLaVA-1.5: 2e-5 (a tenth of lr)"})
+
+
+def linear_shapes(model: torch.nn.Module) -> dict[str, tuple[int, int]]:
+    """Decoder-block linear name → (in_features, out_features): what LoRA-style adapters wrap."""
+    base = unwrap(model)
+    out = {}
+    for name in decoder_linear_names(base):
+        module = base.get_submodule(name)
+        module = module.get_base_layer() if hasattr(module, "get_base_layer") else module
+        out[name] = (module.in_features, module.out_features)
+    return out
+
+
+def projector_size(model: torch.nn.Module, lr: float | None) -> int:
+    """Parameters :func:`projector_groups` makes trainable at ``lr`` (0 when it stays frozen)."""
+    return 0 if lr is None else sum(p.numel() for p in projector(model).parameters())
+
+
+def lora_size(model: torch.nn.Module, rank: int) -> int:
+    """A and B of a rank-``rank`` LoRA on every decoder linear: Σ r·(d_in + d_out)."""
+    return sum(rank * (i + o) for i, o in linear_shapes(model).values())
 
 
 def add_lora(model: torch.nn.Module, cfg: LoraMethodConfig):
@@ -61,3 +82,22 @@ class LoRA(Method):
 
     def train(self, ctx: TrainContext) -> TrainedModel:
         return self.train_on(ctx, ctx.new_data)
+
+    def declared_trainable(self, model: torch.nn.Module) -> int:
+        rank = self.config.rank or default_rank(model)
+        return lora_size(model, rank) + projector_size(model, self.config.projector_lr)
+
+
+def lora_updates(model: torch.nn.Module, adapter: str = "default") -> dict[str, torch.Tensor]:
+    """Decoder linear name (relative to the unwrapped model) → its effective update ``s·B A``.
+
+    Differentiable: penalties on what the adapter changes in each weight (EWC, SEFE) use it.
+    """
+    base = unwrap(model)
+    out = {}
+    for name in decoder_linear_names(base):
+        layer = base.get_submodule(name)
+        if not hasattr(layer, "lora_A") or adapter not in layer.lora_A:
+            continue
+        out[name] = layer.scaling[adapter] * (layer.lora_B[adapter].weight @ layer.lora_A[adapter].weight)
+    return out

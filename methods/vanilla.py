@@ -19,3 +19,6 @@ class NoInjection(Method):
 
     def load(self, ctx: TrainContext) -> TrainedModel:
         return self.train(ctx)
+
+    def declared_trainable(self, model) -> int:
+        return 0

@@ -17,9 +17,9 @@ from pathlib import Path
 from kore_bench import cache
 from kore_bench.base import build_base
 from kore_bench.data import ImageRef, load_evoke
-from kore_bench.evaluate import generate
+from kore_bench.evaluate.generation import generate
 from kore_bench.method import load_artifact
-from kore_bench.metrics import cem
+from kore_bench.evaluate.metrics import cem
 from kore_bench.world import generate as generate_world
 from kore_bench.world.generate import VIEW_SPLITS, Entity
 from kore_bench.world.render import View, png_bytes, render_entity

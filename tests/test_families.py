@@ -21,7 +21,7 @@ import families
 from kore_bench.data import IMAGE_TOKEN, ImageRef, Sample
 from kore_bench.encoding import IGNORE_INDEX, check_supported, encode_for_training, encode_prompt
 from kore_bench.errors import KoreBenchError
-from kore_bench.evaluate import generate
+from kore_bench.evaluate.generation import generate
 from kore_bench.method import BaseModelRef, TrainContext
 from kore_bench.models import parts
 from kore_bench.models.loading import load_model, save_model
