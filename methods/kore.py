@@ -34,8 +34,8 @@ from torch import nn
 from kore_bench.covariance import Covariances, collect_covariances, draw_calibration
 from kore_bench.data import Sample
 from kore_bench.errors import KoreBenchError
-from kore_bench.method import (Method, MethodConfig, TrainContext, TrainedModel, projector_groups,
-                               register_method)
+from kore_bench.method import (CalibrationNeed, Method, MethodConfig, TrainContext, TrainedModel,
+                               projector_groups, register_method)
 from kore_bench.models.parts import decoder_linear_names, lm_linear_regex, unwrap
 from kore_bench.residual import RewrittenBaseArtifact
 from kore_bench.search import LogUniform
@@ -271,6 +271,19 @@ class KoreConstraint(RewrittenBaseArtifact, Method):
 
     def training_samples(self, ctx: TrainContext) -> list[Sample]:
         return list(ctx.new_data)
+
+    def trainable_model(self, model: nn.Module) -> nn.Module:
+        rank = resolve_rank(model, self.config.rank)
+        check_rank(model, rank)
+        wrapped = add_adapter_structure(model, rank, empty=True)
+        select_trainable(wrapped, self.config.train_A, self.config.projector_lr)
+        return wrapped
+
+    def calibration_need(self, model: nn.Module) -> CalibrationNeed:
+        cfg = self.config
+        return CalibrationNeed(_dtype(cfg.covariance_dtype, "covariance_dtype"), True,
+                               _dtype(cfg.decomposition_dtype, "decomposition_dtype"),
+                               cfg.calibration_samples, cfg.calibration_batch_size)
 
     def initialise(self, model: nn.Module, processor, ctx: TrainContext):
         """Every input check, the calibration and the adapter init (before any training)."""
