@@ -229,6 +229,64 @@ def diagnose(
     out.print(f"diagnostic: {path / 'diagnose.csv'}, {path / 'diagnose.json'}")
 
 
+@app.command()
+def plan(
+    model: str = typer.Option(..., help="a config.json, a model directory or a locally cached hub id "
+                                        "(only the config is read; weights stay on the meta device)"),
+    methods: str = typer.Option("lora,kore,full-ft", help="comma-separated method keys"),
+    set_: list[str] = typer.Option([], "--set", help="method setting as for run, e.g. --set lora.rank=128"),
+    gpus: int = typer.Option(1, help="GPUs (processes) per machine"),
+    gpu_memory: str = typer.Option("80GB", help="memory of one GPU, e.g. 80GB, 141GiB"),
+    seq_len: int = typer.Option(2048, help="tokens per training sequence, image tokens included"),
+    dtype: str = typer.Option("bf16", help="weight and activation precision: bf16, fp16, fp32"),
+    gradient_checkpointing: bool = typer.Option(True, help="recompute each decoder block in the backward pass"),
+    grad_accum: int = typer.Option(1, help="gradient accumulation steps (the global batch stays the method's)"),
+    accelerate_config: Optional[Path] = typer.Option(None, help="plan only the mode of this accelerate config "
+                                                                "(configs/accelerate/*.yaml)"),
+    include_path: IncludePathOpt = [],
+) -> None:
+    """Trainable parameters, optimizer state, activations, calibration memory and fit per sharding mode."""
+    from .plan import MODES, Settings, gb, millions, parse_memory, read_accelerate_config
+    from .plan import plan as make_plan
+    from .registry import load_methods
+
+    registry = load_methods(include_path)
+    args = _parse_sets(set_)
+    names = _csv(methods)
+    for n in [*names, *args]:
+        registry.get(n)
+    modes = MODES
+    if accelerate_config is not None:
+        modes = (read_accelerate_config(accelerate_config, gpus)[0],)
+    settings = Settings(gpus=gpus, gpu_memory=parse_memory(gpu_memory), seq_len=seq_len, dtype=dtype,
+                        gradient_checkpointing=gradient_checkpointing, grad_accum=grad_accum, modes=modes)
+    plans = make_plan(model, {n: registry.get(n).from_overrides(args.get(n, {})) for n in names}, settings)
+    t = Table("method", "parameters", "trainable", "optimizer state", "activations / GPU", "calibration",
+              *(f"{m} / GPU" for m in modes),
+              title=f"{Path(model).name}: {gpus} x {gb(settings.gpu_memory)}, {dtype}, seq {seq_len}, "
+                    f"checkpointing {'on' if gradient_checkpointing else 'off'} (fits: under 90 %)")
+    for p in plans:
+        cal = "-"
+        if p.calibration is not None:
+            c = p.calibration
+            cal = (f"{c.matrices} matrices, {gb(c.bytes_all_layers)}; {c.strategy} "
+                   f"(peak {gb(c.peak_all_layers if c.strategy == 'all layers at once' else c.peak_streaming)})")
+        cells = []
+        for m in modes:
+            f = p.modes[m]
+            cells.append("refused" if f.refused else f"{gb(f.total)} {'fits' if f.fits else 'does not fit'}")
+        t.add_row(p.method, millions(p.total_params), f"{millions(p.trainable_params)} ({p.trainable_params:,})",
+                  gb(p.optimizer_state), f"{gb(p.activations)} (batch {p.micro_batch})", cal, *cells)
+    out.print(t)
+    for p in plans:
+        for m in modes:
+            if p.modes[m].refused:
+                out.print(f"{p.method} under {m}: refused: {p.modes[m].refused}")
+        if p.calibration is not None and p.calibration.strategy != "all layers at once":
+            out.print(f"{p.method}: calibration needs {p.calibration.strategy}; kore-bench's calibration holds "
+                      "every layer's matrices at once (streaming is not implemented)")
+
+
 @app.command("ls")
 def ls(
     what: str = typer.Argument(..., help="methods | suites | metrics"),

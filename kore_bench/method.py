@@ -78,6 +78,22 @@ class TrainContext:
     progress: bool = True
 
 
+@dataclass(frozen=True)
+class CalibrationNeed:
+    """What a method's calibration holds in memory, for ``kore-bench plan``.
+
+    One ``d_in × d_in`` input matrix per decoder linear, or per distinct input tensor when
+    ``shared_inputs`` (q/k/v and gate/up share one), accumulated in ``dtype`` and decomposed in
+    ``decomposition_dtype``.
+    """
+
+    dtype: torch.dtype
+    shared_inputs: bool
+    decomposition_dtype: torch.dtype
+    samples: int
+    batch_size: int = 1
+
+
 @dataclass
 class TrainedModel:
     model: torch.nn.Module
@@ -102,8 +118,30 @@ class Method(ABC):
         space = default_space(cls.Config) if cls.search_space is None else dict(cls.search_space)
         return check_space(space, cls.Config, cls.name)
 
+    # sharding modes ("ddp", "fsdp", "zero2", "zero3") the method cannot train under, each with the
+    # reason; ``kore-bench plan`` and ``run`` refuse them with that reason instead of failing in training
+    unsupported_sharding: ClassVar[dict[str, str]] = {}
+
     def __init__(self, config: MethodConfig | None = None):
         self.config = config if config is not None else self.Config()
+
+    def trainable_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        """``model`` with the method's adapter added and exactly what it trains left trainable.
+
+        No training, data or calibration: ``kore-bench plan`` calls it on a model whose weights are
+        on the meta device and counts ``requires_grad`` parameters. A method that does not
+        override it cannot be planned (plan says so rather than guess).
+        """
+        raise NotImplementedError(f"method {self.name!r} does not declare its trainable parameters "
+                                  "(Method.trainable_model)")
+
+    def samples_per_step(self) -> int:
+        """Samples in one optimiser step's batch (replay adds its memory samples), for ``plan``."""
+        return self.config.batch_size
+
+    def calibration_need(self, model: torch.nn.Module) -> CalibrationNeed | None:
+        """The calibration the method runs before training (None: none), for ``kore-bench plan``."""
+        return None
 
     @classmethod
     def from_overrides(cls, overrides: dict[str, Any]) -> "Method":

@@ -22,7 +22,7 @@ from torch import nn
 from kore_bench.adapters.covariance import draw_calibration, encode_prompts
 from kore_bench.adapters.nullspace import adapted_linears, default_rank
 from kore_bench.errors import KoreBenchError
-from kore_bench.method import Method, TrainContext, TrainedModel, projector_groups, register_method
+from kore_bench.method import CalibrationNeed, Method, TrainContext, TrainedModel, projector_groups, register_method
 from kore_bench.models.parts import lm_linear_regex
 from kore_bench.adapters.residual import RewrittenBaseArtifact
 from kore_bench.train import train_model
@@ -74,6 +74,18 @@ def add_corda(model: nn.Module, processor, calibration, cfg: CordaMethodConfig):
 class CorDA(RewrittenBaseArtifact, Method):
     Config = CordaMethodConfig
     search_space: ClassVar[dict] = dict(LoRA.search_space)  # A and B train, as in LoRA
+
+    def trainable_model(self, model: nn.Module) -> nn.Module:
+        """The adapter's shape (A and B train) without peft's CorDA initialisation."""
+        rank = self.config.rank if self.config.rank is not None else default_rank(model)
+        model = get_peft_model(model, LoraConfig(r=rank, lora_alpha=self.config.alpha_over_rank * rank,
+                                                 target_modules=lm_linear_regex(model), bias="none"))
+        projector_groups(model, self.config.projector_lr)
+        return model
+
+    def calibration_need(self, model: nn.Module) -> CalibrationNeed:
+        # peft's preprocess_corda: one float32 matrix per adapted linear, all layers hooked at once
+        return CalibrationNeed(torch.float32, False, torch.float32, self.config.calibration_samples, 1)
 
     def train(self, ctx: TrainContext) -> TrainedModel:
         model, processor = ctx.base.load(ctx.device)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from torch import nn
+
 from kore_bench.method import Method, MethodConfig, TrainContext, TrainedModel, projector_groups, register_method
 from kore_bench.models.parts import language_model
 from kore_bench.search import LogUniform
@@ -27,10 +29,15 @@ class FullFineTune(Method):
     # derisk.md: 3e-4 learns and keeps most, 1e-3 forgets nearly everything
     search_space: ClassVar[dict] = {"lr": LogUniform(5e-5, 2e-3)}
 
-    def train(self, ctx: TrainContext) -> TrainedModel:
-        model, processor = ctx.base.load(ctx.device)
+    def trainable_model(self, model: nn.Module) -> nn.Module:
         model.requires_grad_(False)
         language_model(model).requires_grad_(True)
+        projector_groups(model, self.config.projector_lr)
+        return model
+
+    def train(self, ctx: TrainContext) -> TrainedModel:
+        model, processor = ctx.base.load(ctx.device)
+        model = self.trainable_model(model)
         groups = projector_groups(model, self.config.projector_lr)
         info = train_model(model, processor, ctx.new_data, self.config, ctx.seed, groups, progress=ctx.progress)
         self.save(model, ctx.artifact_dir)

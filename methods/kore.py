@@ -36,9 +36,9 @@ from kore_bench.adapters.nullspace import (adapted_linears, check_rank, null_spa
                                           resolve_rank)
 from kore_bench.data import Sample
 from kore_bench.errors import KoreBenchError
-from kore_bench.method import (Method, MethodConfig, TrainContext, TrainedModel, projector_groups,
-                               register_method)
-from kore_bench.models.parts import lm_linear_regex, unwrap
+from kore_bench.method import (CalibrationNeed, Method, MethodConfig, TrainContext, TrainedModel,
+                               projector_groups, register_method)
+from kore_bench.models.parts import decoder_linear_names, lm_linear_regex, unwrap
 from kore_bench.adapters.residual import RewrittenBaseArtifact
 from kore_bench.search import LogUniform
 from kore_bench.train import ParamGroup, count_trainable, train_model
@@ -203,6 +203,19 @@ class KoreConstraint(RewrittenBaseArtifact, Method):
 
     def training_samples(self, ctx: TrainContext) -> list[Sample]:
         return list(ctx.new_data)
+
+    def trainable_model(self, model: nn.Module) -> nn.Module:
+        rank = resolve_rank(model, self.config.rank)
+        check_rank(model, rank)
+        wrapped = add_adapter_structure(model, rank, empty=True)
+        select_trainable(wrapped, self.config.train_A, self.config.projector_lr)
+        return wrapped
+
+    def calibration_need(self, model: nn.Module) -> CalibrationNeed:
+        cfg = self.config
+        return CalibrationNeed(_dtype(cfg.covariance_dtype, "covariance_dtype"), True,
+                               _dtype(cfg.decomposition_dtype, "decomposition_dtype"),
+                               cfg.calibration_samples, cfg.calibration_batch_size)
 
     def initialise(self, model: nn.Module, processor, ctx: TrainContext):
         """Every input check, the calibration and the adapter init (before any training)."""

@@ -70,10 +70,15 @@ class LoRA(Method):
     # tiny models learn between ~1e-3 and ~1e-2 (reference/derisk.md); ranks around the scaled default
     search_space: ClassVar[dict] = {"lr": LogUniform(3e-4, 1e-2), "rank": Choice([4, 8, 16])}
 
+    def trainable_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        model = add_lora(model, self.config)
+        projector_groups(model, self.config.projector_lr)
+        return model
+
     def train_on(self, ctx: TrainContext, samples: list[Sample], **train_options: Any) -> TrainedModel:
         """Train a fresh adapter on ``samples``; ``train_options`` go to the trainer (replay's memory)."""
         model, processor = ctx.base.load(ctx.device)
-        model = add_lora(model, self.config)
+        model = self.trainable_model(model)
         groups = projector_groups(model, self.config.projector_lr)
         info = train_model(model, processor, samples, self.config, ctx.seed, groups, progress=ctx.progress,
                            **train_options)

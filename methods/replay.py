@@ -42,6 +42,9 @@ class Replay(LoRA):
         k = min(len(ctx.old_data), max(1, round(self.config.ratio * len(ctx.old_data))))
         return random.Random(ctx.seed).sample(ctx.old_data, k)
 
+    def samples_per_step(self) -> int:
+        return self.config.batch_size + (self.config.memory_batch_size or self.config.batch_size)
+
     def train(self, ctx: TrainContext) -> TrainedModel:
         return self.train_on(ctx, ctx.new_data, memory=self.memory(ctx),
                              memory_batch_size=self.config.memory_batch_size or self.config.batch_size)

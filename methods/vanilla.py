@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from torch import nn
+
 from kore_bench.method import Method, TrainContext, TrainedModel, register_method
 
 
@@ -16,6 +18,9 @@ class NoInjection(Method):
     def train(self, ctx: TrainContext) -> TrainedModel:
         model, processor = ctx.base.load(ctx.device)
         return TrainedModel(model, processor)
+
+    def trainable_model(self, model: nn.Module) -> nn.Module:
+        return model.requires_grad_(False)
 
     def load(self, ctx: TrainContext) -> TrainedModel:
         return self.train(ctx)

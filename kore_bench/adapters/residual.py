@@ -79,6 +79,12 @@ class RewrittenBaseArtifact:
     adapter on the original base would not reproduce the trained model.
     """
 
+    # the init reads and rewrites each whole frozen weight before training and saves it afterwards
+    unsupported_sharding = {"zero3": "its initialisation reads and rewrites every adapted base weight as a whole "
+                                     "(W - WP) and its artifact stores those weights; ZeRO-3 partitions weights "
+                                     "from load time (zero.Init), so no rank holds a whole W. Use zero2 or fsdp, "
+                                     "which shard after the initialisation"}
+
     def load(self, ctx):
         from kore_bench.method import TrainedModel
 
