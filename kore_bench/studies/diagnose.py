@@ -34,7 +34,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from ..covariance import Covariances, collect_covariances, draw_calibration
+from ..adapters.covariance import Covariances, collect_covariances, draw_calibration
 from ..data import Sample
 from ..errors import KoreBenchError
 from ..store import atomic_write_json, atomic_write_text, environment
