@@ -374,6 +374,19 @@ def compare(
     out.print(t)
 
 
+@app.command()
+def score(
+    benchmark: str = typer.Argument(..., help="VLMEvalKit benchmark name, e.g. MME, MMBench_DEV_EN, POPE"),
+    predictions: Path = typer.Argument(..., help="prediction file: the benchmark TSV plus a 'prediction' column"),
+    output: Optional[Path] = typer.Option(None, help="also write the metrics to this JSON file"),
+) -> None:
+    """Re-score stored predictions exactly as VLMEvalKit's exact-matching path does."""
+    from .vlmeval.task import score_file
+
+    for t in score_file(benchmark, predictions, output)[1]:
+        out.print(t)
+
+
 def main() -> None:
     try:
         app()

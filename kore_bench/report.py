@@ -52,7 +52,8 @@ def per_seed(scores: pd.DataFrame) -> pd.DataFrame:
         ret = g[(g.role == "retention") & g.primary]
         cats = ret.groupby("category", sort=False).value.mean()
         row.update(cats.to_dict())
-        row["K.R"] = cats.mean() if len(cats) else math.nan
+        # A category not scored (NaN: an LLM-judged benchmark without a judge) leaves K.R unscored too.
+        row["K.R"] = cats.mean(skipna=False) if len(cats) else math.nan
         row["Avg"] = (row["K.A"] + row["K.R"]) / 2
         out.append(row)
     return pd.DataFrame(out)

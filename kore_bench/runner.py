@@ -14,7 +14,7 @@ from rich.console import Console
 
 import kore_bench
 
-from . import lm_eval_tasks
+from . import lm_eval_tasks, vlmeval
 from .base import build_base, external_base
 from .data import Sample
 from .errors import KoreBenchError
@@ -125,9 +125,13 @@ def evaluate_suite(model, processor, suite: Suite, limit: int | None, split: str
         if not samples:
             raise KoreBenchError(f"suite {suite.name!r}, task {task.name!r}: no {split} samples")
         started = time.perf_counter()
+        extra: dict[str, Any] = {}
         if lm_eval_tasks.is_lm_eval(task.source):
             means, higher, task_records = lm_eval_tasks.evaluate(model, processor, suite.source(task), task.name,
                                                                  samples, task.metrics, batch_size)
+        elif vlmeval.is_vlmeval(task.source):  # scored over the whole task (MME, POPE F1, circular MMBench)
+            means, higher, task_records, extra = vlmeval.evaluate(model, processor, suite.source(task), task.name,
+                                                                  samples, task.metrics, task.generation, batch_size)
         else:
             preds = generate(model, processor, samples, task.generation.get("max_new_tokens", 32), batch_size)
             scores = score_task(samples, preds, task.metrics)
@@ -142,6 +146,7 @@ def evaluate_suite(model, processor, suite: Suite, limit: int | None, split: str
             "higher_is_better": higher,
             "n": len(samples),
             "seconds": round(time.perf_counter() - started, 2),
+            **extra,
         }
         records += task_records
     return tasks, records

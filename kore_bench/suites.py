@@ -17,7 +17,8 @@ A suite file::
 old-knowledge pool (replay, calibration) for a ``retention`` suite. Paths may use ``{world}`` (the
 exported embedded world) and ``{path}`` (given by the user as ``--new evoke:/data/EVOKE``). A task's
 source may also name an lm-evaluation-harness task (``{loader: lm_eval, task: arc_easy}``), which
-lm-eval itself scores (:mod:`kore_bench.lm_eval_tasks`).
+lm-eval itself scores (:mod:`kore_bench.lm_eval_tasks`), or a VLMEvalKit benchmark
+(``{loader: vlmeval, path: "{path}", benchmark: MME}``), scored as VLMEvalKit (:mod:`kore_bench.vlmeval`).
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ import yaml
 
 from . import data as loaders
 from . import lm_eval_tasks
+from . import vlmeval
 from .data import Sample
 from .errors import DataError, KoreBenchError, UnknownNameError
 
@@ -154,6 +156,8 @@ def load_source(spec: dict[str, str]) -> list[Sample]:
 def _load_uncached(spec: dict[str, str]) -> list[Sample]:
     if lm_eval_tasks.is_lm_eval(spec):
         return lm_eval_tasks.load_samples(spec)
+    if vlmeval.is_vlmeval(spec):
+        return vlmeval.load_source(spec)
     kind, path = spec.get("loader"), spec.get("path")
     if not kind or not path:
         raise KoreBenchError(f"a suite source needs 'loader' and 'path': {spec}")
@@ -172,7 +176,7 @@ def _load_uncached(spec: dict[str, str]) -> list[Sample]:
         return loaders.load_jsonl(Path(path), image_root)[0]
     if kind == "tsv":
         return loaders.load_tsv(Path(path))[0]
-    raise UnknownNameError("loader", kind, ["evoke", "conversations", "jsonl", "tsv", lm_eval_tasks.LOADER])
+    raise UnknownNameError("loader", kind, ["evoke", "conversations", "jsonl", "tsv", lm_eval_tasks.LOADER, vlmeval.LOADER])
 
 
 def samples_fingerprint(samples: list[Sample]) -> str:

@@ -59,3 +59,45 @@ def evaluate(model, processor, spec: dict[str, Any], task_name: str, samples: Se
     records = [{"task": task_name, "id": s.id, "prediction": p, "answer": s.answer,
                 "scores": {"hit": hits[s.id]}} for s, p in zip(samples, preds)]
     return {m: float(values[m]) for m in metrics}, higher, records, {"vlmeval": scored.table}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if hasattr(value, "item"):  # numpy scalars
+        return _jsonable(value.item())
+    return value
+
+
+def score_file(benchmark: str, predictions: Path, output: Path | None = None) -> tuple[dict[str, Any], list]:
+    """``kore-bench score``: the report of a prediction file (written as JSON to ``output``) and rich
+    tables to print (VLMEvalKit's table, its names and scale; then kore-bench's headline in percent)."""
+    from rich.table import Table
+
+    from ..store import atomic_write_json
+    from .benchmarks import read_table
+
+    report = _jsonable(score_report(benchmark, read_table(predictions)))
+    report["predictions"] = str(predictions)
+    if output is not None:
+        atomic_write_json(output, report)
+    tables = []
+    columns = list(dict.fromkeys(k for row in report["vlmeval"] for k in row))
+    t = Table(*columns, title=f"{report['benchmark']} (VLMEvalKit, exact matching; {report['n']} rows)")
+    for row in report["vlmeval"]:
+        t.add_row(*[_fmt(row.get(c)) for c in columns])
+    tables.append(t)
+    h = Table(*report["metrics"], title="kore-bench (percent; MME perception/cognition in MME points)")
+    h.add_row(*[_fmt(v) for v in report["metrics"].values()])
+    tables.append(h)
+    return report, tables
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
