@@ -133,3 +133,34 @@ def test_score_command_prints_and_writes_vlmevalkit_metrics(tmp_path) -> None:
     bad = subprocess.run([sys.executable, "-m", "kore_bench", "score", "MathVista_MINI", str(FIXTURES / "MME.tsv")],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "not scored" in bad.stderr
+
+
+@pytest.mark.parametrize("layout", ["unzipped", "zip_top_folder", "json_subfolder"])
+def test_evoke_layouts(tmp_path, layout: str) -> None:
+    """EVOKE as users lay it out: images unzipped in place below imgs/, zips with a top folder, and
+    the record files in json/ (the dataset card)."""
+    import zipfile
+
+    from kore_bench.data import load_evoke
+
+    root = tmp_path / "EVOKE"
+    records = root / "json" if layout == "json_subfolder" else root
+    records.mkdir(parents=True)
+    png = base64.b64decode(_png(3))
+    (records / "evoke_injection_data.json").write_text(json.dumps([{"id": 1, "image": "wikidata_imgs/X_wiki.jpg",
+        "conversations": [{"from": "human", "value": "<image>\nWho?"}, {"from": "gpt", "value": "X is a company."}]}]))
+    (records / "evoke_evaluation_data.jsonl").write_text(json.dumps({"question_id": 1, "image": "eval_imgs/X_1.jpg",
+        "text": "Who?", "answer": "X", "ground_truth": [0]}) + "\n")
+    if layout == "zip_top_folder":
+        (root / "imgs").mkdir()
+        with zipfile.ZipFile(root / "imgs" / "evoke_imgs.zip", "w") as zf:
+            zf.writestr("evoke_imgs/wikidata_imgs/X_wiki.jpg", png)
+            zf.writestr("evoke_imgs/eval_imgs/X_1.jpg", png)
+    else:
+        for rel in ("imgs/injection/evoke_entity_injection_imgs/wikidata_imgs/X_wiki.jpg",
+                    "imgs/evaluation/evoke_entity_evaluation_imgs/eval_imgs/X_1.jpg"):
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_bytes(png)
+    train, evaluation, _ = load_evoke(root)
+    assert len(train) == 1 and len(evaluation) == 1
+    assert train[0].image.load().size == evaluation[0].image.load().size == (24, 24)
