@@ -76,7 +76,8 @@ def run(
     device: DeviceOpt = None,
     progress: ProgressOpt = True,
     split: str = typer.Option("test", help="test (reported scores) or dev (selection only)"),
-    dev_share: DevShareOpt = 0.1,
+    dev_share: Annotated[float, typer.Option(help="hold out this seeded share of dev-less test data as dev "
+                                                  "(default 0: test scores over the full published sets)")] = 0.0,
     dev_seed: int = typer.Option(0, help="seed of that hold-out"),
     tuned: Optional[str] = typer.Option(None, help="a `kore-bench tune` directory (or 'default'): use its winning "
                                                    "settings; --set still wins"),
