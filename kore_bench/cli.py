@@ -76,7 +76,8 @@ def run(
     device: DeviceOpt = None,
     progress: ProgressOpt = True,
     split: str = typer.Option("test", help="test (reported scores) or dev (selection only)"),
-    dev_share: DevShareOpt = 0.1,
+    dev_share: Annotated[float, typer.Option(help="hold out this seeded share of dev-less test data as dev "
+                                                  "(default 0: test scores over the full published sets)")] = 0.0,
     dev_seed: int = typer.Option(0, help="seed of that hold-out"),
     tuned: Optional[str] = typer.Option(None, help="a `kore-bench tune` directory (or 'default'): use its winning "
                                                    "settings; --set still wins"),
@@ -430,6 +431,19 @@ def compare(
         t.add_row(r["method"], r["suite"], r["task"], r["metric"], str(r["n"]), f"{100 * r['mean_diff']:+.2f}",
                   f"[{100 * r['ci_low']:+.2f}, {100 * r['ci_high']:+.2f}]", f"{r['p_value']:.3g}")
     out.print(t)
+
+
+@app.command()
+def score(
+    benchmark: str = typer.Argument(..., help="VLMEvalKit benchmark name, e.g. MME, MMBench_DEV_EN, POPE"),
+    predictions: Path = typer.Argument(..., help="prediction file: the benchmark TSV plus a 'prediction' column"),
+    output: Optional[Path] = typer.Option(None, help="also write the metrics to this JSON file"),
+) -> None:
+    """Re-score stored predictions exactly as VLMEvalKit's exact-matching path does."""
+    from .vlmeval.task import score_file
+
+    for t in score_file(benchmark, predictions, output)[1]:
+        out.print(t)
 
 
 def main() -> None:

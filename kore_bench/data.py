@@ -153,6 +153,9 @@ class LoadReport:
         return text + "".join(f"; {note}" for note in self.notes)
 
 
+_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
+
+
 class ImageResolver:
     """Finds images named by relative paths under ``root``: as files, else as zip members.
 
@@ -177,6 +180,11 @@ class ImageResolver:
                     raise DataError(f"unreadable zip archive {archive}: {e}") from e
                 for name in names:
                     self._by_name.setdefault(name.rsplit("/", 1)[-1], []).append((archive, name))
+            # Images unzipped in place (EVOKE's imgs/evaluation/<zip name>/...): loose files, member None.
+            for file in sorted(self.root.rglob("*")):
+                if file.suffix.lower() in _IMAGE_SUFFIXES and file.is_file():
+                    rel = file.relative_to(self.root).as_posix()
+                    self._by_name.setdefault(file.name, []).append((file, rel))
         return self._by_name
 
     def resolve(self, rel: str, where: str) -> ImageRef:
@@ -188,8 +196,13 @@ class ImageResolver:
         candidates = self._index().get(rel.rsplit("/", 1)[-1], [])
         exact = [(a, m) for a, m in candidates if m == rel or m.endswith("/" + rel.lstrip("/"))]
         found = exact or candidates
+        loose = [(a, m) for a, m in found if a.suffix.lower() != ".zip"]
+        if len(found) > 1 and len(loose) == 1:  # a zip and its unzipped copy: the file
+            found = loose
         if len(found) == 1:
             archive, member = found[0]
+            if archive.suffix.lower() != ".zip":
+                return ImageRef(path=str(archive))
             return ImageRef(path=str(archive), member=member)
         if not found:
             raise DataError(f"{where}: missing image {rel!r}: no file {direct} and no such member "
@@ -388,22 +401,27 @@ def load_evoke(root: str | Path) -> tuple[list[Sample], list[Sample], LoadReport
     the test questions (prompt ``"<image>\\n" + text``, gold ``answer``; ``question_id``, ``type``,
     ``cnn_wiki_type``, ``ground_truth`` and any other field in ``meta``) and the optional
     ``evoke_dev_data.jsonl`` dev questions (``meta["split"] == "dev"``, ids ``dev:<question_id>``).
-    Images are files under ``root`` or members of zip archives under it.
+    Images are files under ``root`` (as the records name them, or unzipped anywhere below it, found
+    by path suffix or file name) or members of zip archives under it (with or without a top folder).
+    The two record files may also lie in ``root/json/`` (the dataset card's layout).
     """
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"EVOKE root {root} is not a directory")
     resolver = ImageResolver(root)
-    train_report = LoadReport(str(root / _EVOKE_TRAIN))
-    train = _conversation_samples(root / _EVOKE_TRAIN, resolver, train_report, id_required=True)
+    files = root
+    if not (root / _EVOKE_TRAIN).is_file() and (root / "json" / _EVOKE_TRAIN).is_file():
+        files = root / "json"  # the dataset card's layout: the records in json/, images beside it
+    train_report = LoadReport(str(files / _EVOKE_TRAIN))
+    train = _conversation_samples(files / _EVOKE_TRAIN, resolver, train_report, id_required=True)
     parts, notes = [train_report], []
     evaluation = []
     for name, split in [(_EVOKE_EVAL, "test"), (_EVOKE_DEV, "dev")]:
-        if split == "dev" and not (root / name).exists():
+        if split == "dev" and not (files / name).exists():
             notes.append(f"no {name} (no dev split)")
             continue
-        part = LoadReport(str(root / name))
-        evaluation += _evoke_eval_samples(root / name, resolver, part, split)
+        part = LoadReport(str(files / name))
+        evaluation += _evoke_eval_samples(files / name, resolver, part, split)
         parts.append(part)
     _check_unique_ids(evaluation)
     return train, evaluation, LoadReport.combine(str(root), parts, notes)

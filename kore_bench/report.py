@@ -52,6 +52,7 @@ def per_seed(scores: pd.DataFrame) -> pd.DataFrame:
         for _, r in ret[~ret.higher_is_better.astype(bool)].iterrows():
             check_retention_metric(r.metric, False, f"{method} seed {seed}, suite {r.suite!r}, task {r.task!r}")
         cats = ret.groupby("category", sort=False).value.mean()
+        # A category not scored (NaN: an LLM-judged benchmark without a judge) leaves K.R unscored too.
         parts = headline({m: new[new.metric == m].value.mean() for m in ADAPTATION_METRICS}, cats.to_dict())
         out.append({"method": method, "seed": seed, **{k: parts[k] for k in ("CEM", "F1", "K.A")},
                     **cats.to_dict(), "K.R": parts["K.R"], "Avg": parts["Avg"]})

@@ -18,7 +18,8 @@ A suite file::
 old-knowledge pool (replay, calibration) for a ``retention`` suite. Paths may use ``{world}`` (the
 exported embedded world) and ``{path}`` (given by the user as ``--new evoke:/data/EVOKE``). A task's
 source may also name an lm-evaluation-harness task (``{loader: lm_eval, task: arc_easy}``), which
-lm-eval itself scores (:mod:`kore_bench.evaluate.lm_eval_tasks`).
+lm-eval itself scores (:mod:`kore_bench.evaluate.lm_eval_tasks`), or a VLMEvalKit benchmark
+(``{loader: vlmeval, path: "{path}", benchmark: MME}``), scored as VLMEvalKit (:mod:`kore_bench.vlmeval`).
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ import yaml
 
 from . import data as loaders
 from .evaluate import lm_eval_tasks
+from . import vlmeval
 from .data import Sample
 from .errors import DataError, KoreBenchError, UnknownNameError
 
@@ -154,6 +156,8 @@ def load_source(spec: dict[str, str]) -> list[Sample]:
 def _load_uncached(spec: dict[str, str]) -> list[Sample]:
     if lm_eval_tasks.is_lm_eval(spec):
         return lm_eval_tasks.load_samples(spec)
+    if vlmeval.is_vlmeval(spec):
+        return vlmeval.load_source(spec)
     kind, path = spec.get("loader"), spec.get("path")
     if not kind or not path:
         raise KoreBenchError(f"a suite source needs 'loader' and 'path': {spec}")
@@ -172,7 +176,7 @@ def _load_uncached(spec: dict[str, str]) -> list[Sample]:
         return loaders.load_jsonl(Path(path), image_root)[0]
     if kind == "tsv":
         return loaders.load_tsv(Path(path))[0]
-    raise UnknownNameError("loader", kind, ["evoke", "conversations", "jsonl", "tsv", lm_eval_tasks.LOADER])
+    raise UnknownNameError("loader", kind, ["evoke", "conversations", "jsonl", "tsv", lm_eval_tasks.LOADER, vlmeval.LOADER])
 
 
 def samples_fingerprint(samples: list[Sample]) -> str:
@@ -211,8 +215,10 @@ def parse_suite(raw: dict[str, Any], file: Path | None = None) -> Suite:
                             f"output type and generation settings; remove {', '.join(foreign)}")
         if lm_eval:
             spec.output_type = lm_eval_tasks.LOADER
-        elif spec.output_type not in BACKENDS or spec.output_type == lm_eval_tasks.LOADER:
-            types = [n for n in BACKENDS.names() if n != lm_eval_tasks.LOADER]
+        elif vlmeval.is_vlmeval(spec.source):
+            spec.output_type = vlmeval.LOADER
+        elif spec.output_type not in BACKENDS or spec.output_type in (lm_eval_tasks.LOADER, vlmeval.LOADER):
+            types = [n for n in BACKENDS.names() if n not in (lm_eval_tasks.LOADER, vlmeval.LOADER)]
             raise DataError(f"{where}: task {spec.name!r}: output_type must be one of {', '.join(types)}, "
                             f"not {spec.output_type!r}")
         else:

@@ -10,13 +10,16 @@ A backend turns one task's samples into per-sample predictions (text); scoring i
   lm-eval's ``multiple_choice``);
 * ``yes_no`` — greedy generation; the metric extracts yes/no (POPE, MME);
 * ``lm_eval`` — an lm-evaluation-harness task, scored by lm-eval itself (:mod:`.lm_eval_tasks`);
-  the output type of every task whose source is an lm-eval task.
+  the output type of every task whose source is an lm-eval task;
+* ``vlmeval`` — a VLMEvalKit benchmark, generated and then scored over the whole task as
+  VLMEvalKit scores it (:mod:`kore_bench.vlmeval`: MME, POPE F1, circular MMBench ...); the output
+  type of every task whose source is a VLMEvalKit benchmark.
 """
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -25,6 +28,7 @@ from ..data import Sample
 from ..encoding import IGNORE_INDEX, collate, encode_for_training
 from ..errors import KoreBenchError
 from ..registry import Registry
+from .. import vlmeval
 from . import lm_eval_tasks
 from .generation import generate
 from .metrics import get_metric, score_task
@@ -40,6 +44,7 @@ class TaskResult:
     means: dict[str, float]
     higher_is_better: dict[str, bool]
     records: list[dict[str, Any]]
+    extra: dict[str, Any] = field(default_factory=dict)  # task-level facts for result.json (not_scored ...)
 
 
 Backend = Callable[..., TaskResult]
@@ -119,6 +124,14 @@ def _lm_eval(model, processor, suite: "Suite", task: "TaskSpec", samples: Sequen
     return TaskResult(means, higher, records)
 
 
+@BACKENDS.register(vlmeval.LOADER)
+def _vlmeval(model, processor, suite: "Suite", task: "TaskSpec", samples: Sequence[Sample],
+             batch_size: int) -> TaskResult:
+    means, higher, records, extra = vlmeval.evaluate(model, processor, suite.source(task), task.name, samples,
+                                                     task.metrics, task.generation, batch_size)
+    return TaskResult(means, higher, records, extra)
+
+
 def evaluate_suite(model, processor, suite: "Suite", limit: int | None, split: str,
                    batch_size: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Scores of one suite (per task) and the per-sample records, each task by its backend."""
@@ -137,6 +150,7 @@ def evaluate_suite(model, processor, suite: "Suite", limit: int | None, split: s
             "higher_is_better": result.higher_is_better,
             "n": len(samples),
             "seconds": round(time.perf_counter() - started, 2),
+            **result.extra,
         }
         records += result.records
     return tasks, records

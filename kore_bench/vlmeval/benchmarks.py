@@ -1,0 +1,228 @@
+"""The KORE paper's 12 retention benchmarks as VLMEvalKit lays them out, prompts and headline scores.
+
+A benchmark is read from a local VLMEvalKit data folder (``LMUData``): ``<root>/<NAME>.tsv``, images as
+base64 cells (a cell of at most 64 characters names the row holding the image, as in MMBench) or
+``image_path`` relative to ``<root>/images/<NAME>/`` or ``<root>``. Prompts are VLMEvalKit's dataset
+prompts (``build_prompt``): Y/N benchmarks the question alone; MCQ ``Hint: …\\nQuestion: …\\nOptions:\\nA.
+…\\nPlease select the correct answer from the options above. \\n``; VQA the question plus
+``\\nAnswer the question using a single word or phrase.``
+
+Splits: a file's own ``split`` column is honoured. Its reported split (``MMBench_DEV_EN``: ``dev``,
+``MMMU_DEV_VAL``: ``validation``) is kore-bench's test split; the file's other rows (MMMU's ``dev``)
+are kore-bench's dev split.
+
+Headlines (percent, what K.R averages): MME ``MME_norm`` = (perception + cognition) / 2800 × 100;
+MMBench circular ``Overall``; POPE overall F1; HallusionBench the mean of aAcc, fAcc, qAcc (as the
+OpenCompass leaderboard); the others VLMEvalKit's ``Overall`` accuracy. The LLM-judged benchmarks
+(MathVista, MathVision, MIA-Bench, MMDU) are "not scored" here (NaN, never a lower number).
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+import string
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..data import IMAGE_TOKEN, ImageRef, ImageResolver, Sample
+from ..errors import DataError, UnknownNameError
+from .score import Scored, mme_normalised, score_multiple_choice, score_vqa_accuracy, score_yes_no
+
+KINDS = ("yes_no", "multiple_choice", "vqa_accuracy", "judge")
+MC_SUFFIX = "Please select the correct answer from the options above. \n"
+VQA_SUFFIX = "\nAnswer the question using a single word or phrase."
+NOT_SCORED = "not scored: VLMEvalKit scores {name} with an LLM judge, and no judge is configured"
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One VLMEvalKit benchmark: its kind, KORE category, reported split and headline metrics."""
+
+    name: str
+    kind: str
+    category: str
+    metrics: tuple[str, ...]  # the first is the headline (percent)
+    reported_split: str | None = None
+
+    @property
+    def file(self) -> str:
+        return f"{self.name}.tsv"
+
+
+BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in [
+    Benchmark("MME", "yes_no", "COM", ("MME_norm", "perception", "cognition")),
+    Benchmark("MMBench_DEV_EN", "multiple_choice", "COM", ("Overall",), reported_split="dev"),
+    Benchmark("SEEDBench2_Plus", "multiple_choice", "OCR", ("Overall",)),
+    Benchmark("OCRVQA_TESTCORE", "vqa_accuracy", "OCR", ("Overall",)),
+    Benchmark("ScienceQA_TEST", "multiple_choice", "M-DIS", ("Overall",)),
+    Benchmark("MMMU_DEV_VAL", "multiple_choice", "M-DIS", ("Overall",), reported_split="validation"),
+    Benchmark("MIA-Bench", "judge", "INS", ("score",)),
+    Benchmark("MMDU", "judge", "M-IDU", ("score",)),
+    Benchmark("MathVista_MINI", "judge", "MAT", ("score",)),
+    Benchmark("MathVision", "judge", "MAT", ("score",)),
+    Benchmark("POPE", "yes_no", "HAL", ("F1", "acc", "precision", "recall")),
+    Benchmark("HallusionBench", "yes_no", "HAL", ("mean", "aAcc", "fAcc", "qAcc")),
+]}
+
+
+def get_benchmark(name: str) -> Benchmark:
+    """The benchmark called ``name`` (VLMEvalKit's name); UnknownNameError otherwise."""
+    try:
+        return BENCHMARKS[name]
+    except KeyError:
+        raise UnknownNameError("VLMEvalKit benchmark", name, BENCHMARKS) from None
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """A benchmark or prediction TSV as VLMEvalKit reads it (``pd.read_csv(sep="\\t")``); ``.xlsx`` too."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"no such file: {path}")
+    try:
+        if path.suffix == ".xlsx":
+            return pd.read_excel(path)
+        return pd.read_csv(path, sep="\t")
+    except Exception as e:  # noqa: BLE001 - pandas raises many types for a malformed file
+        raise DataError(f"{path}: unreadable table ({e})") from e
+
+
+def score_table(benchmark: str, data: pd.DataFrame) -> Scored:
+    """VLMEvalKit's exact-matching score of a prediction table (benchmark TSV + ``prediction``)."""
+    bench = get_benchmark(benchmark)
+    if "prediction" not in data:
+        raise DataError(f"{benchmark}: the table has no 'prediction' column (VLMEvalKit's prediction format)")
+    if bench.kind == "yes_no":
+        return score_yes_no(data, bench.name)
+    if bench.kind == "multiple_choice":
+        return score_multiple_choice(data, bench.name)
+    if bench.kind == "vqa_accuracy":
+        return score_vqa_accuracy(data, bench.name)
+    raise DataError(NOT_SCORED.format(name=bench.name))
+
+
+def headline(benchmark: str, scored: Scored) -> dict[str, float]:
+    """The benchmark's kore-bench metrics (percent; MME's perception/cognition in MME points)."""
+    bench = get_benchmark(benchmark)
+    table = scored.table
+    if bench.name == "MME":
+        row = table[0]
+        return {"MME_norm": mme_normalised(row), "perception": row["perception"], "cognition": row["reasoning"]}
+    if bench.name == "POPE":
+        row = _row(table, "Overall")
+        return {"F1": row["Overall"], "acc": row["acc"], "precision": row["precision"], "recall": row["recall"]}
+    if bench.name == "HallusionBench":
+        row = _row(table, "Overall")
+        return {"mean": (row["aAcc"] + row["fAcc"] + row["qAcc"]) / 3,
+                **{k: row[k] for k in ("aAcc", "fAcc", "qAcc")}}
+    if bench.kind == "multiple_choice":
+        rows = [r for r in table if r["split"] in (bench.reported_split, "none")] if bench.reported_split else table
+        if len(rows) != 1:
+            splits = [r["split"] for r in table]
+            raise DataError(f"{bench.name}: expected one reported split ({bench.reported_split or 'none'}), "
+                            f"the table has {splits}")
+        return {"Overall": 100.0 * rows[0]["Overall"]}
+    return {"Overall": table[0]["Overall"]}
+
+
+def _row(table: list[dict[str, Any]], split: str) -> dict[str, Any]:
+    return next(r for r in table if r.get("split") == split)
+
+
+# --------------------------------------------------------------------------------------------- samples
+
+
+def build_prompt(bench: Benchmark, row: dict[str, Any]) -> str:
+    """VLMEvalKit's dataset prompt for one row (text only; the image goes first)."""
+    question = str(row["question"])
+    if bench.kind != "multiple_choice":
+        return question + (VQA_SUFFIX if bench.kind == "vqa_accuracy" else "")
+    options = options_of(row)
+    hint = row.get("hint")
+    prompt = f"Hint: {hint}\n" if hint is not None and not _isna(hint) else ""
+    prompt += f"Question: {question}\n"
+    if options:
+        prompt += "Options:\n" + "".join(f"{k}. {v}\n" for k, v in options.items()) + MC_SUFFIX
+    return prompt
+
+
+def options_of(row: dict[str, Any]) -> dict[str, Any]:
+    return {c: row[c] for c in string.ascii_uppercase if c in row and not _isna(row[c])}
+
+
+def _isna(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def load_samples(root: str | Path, benchmark: str) -> list[Sample]:
+    """The benchmark's questions as samples; ``meta["vlmeval_row"]`` keeps the row for scoring."""
+    bench = get_benchmark(benchmark)
+    root = Path(root)
+    path = root / bench.file
+    if not path.is_file():
+        raise DataError(f"{bench.name}: no {path} (a VLMEvalKit data folder holds <NAME>.tsv; "
+                        f"give it as --retention NAME:/path/to/LMUData)")
+    data = read_table(path)
+    for col in ("index", "question", "answer"):
+        if col not in data and not (col == "answer" and bench.kind == "judge"):
+            raise DataError(f"{path}: missing column {col!r}")
+    rows = [dict(zip(data.columns, r)) for r in data.itertuples(index=False, name=None)]
+    images = {str(r["index"]): str(r["image"]) for r in rows} if "image" in data else {}
+    resolver_roots = [root / "images" / bench.name, root]
+    samples = []
+    for line, row in enumerate(rows, 2):
+        where = f"{path}:{line}"
+        image = _image(row, images, resolver_roots, where)
+        text = build_prompt(bench, row)
+        if image is not None:
+            text = (text.replace("<image 1>", IMAGE_TOKEN, 1) if bench.name.startswith("MMMU")
+                    and text.count("<image 1>") == 1 else IMAGE_TOKEN + "\n" + text)
+        meta: dict[str, Any] = {"vlmeval_row": {k: v for k, v in row.items() if k != "image"}}
+        if bench.reported_split and "split" in row and row["split"] != bench.reported_split:
+            meta["split"] = "dev"
+        options = options_of(row)
+        answer = None if _isna(row.get("answer")) else str(row["answer"])
+        samples.append(Sample(id=str(row["index"]), messages=[{"role": "user", "content": text}], image=image,
+                              answer=answer, choices={k: str(v) for k, v in options.items()} or None,
+                              category=None if _isna(row.get("category")) else str(row["category"]),
+                              source=where, meta=meta))
+    return samples
+
+
+def _image(row: dict[str, Any], images: dict[str, str], roots: list[Path], where: str) -> ImageRef | None:
+    raw = row.get("image")
+    if raw is not None and not _isna(raw):
+        raw = str(raw)
+        if len(raw) <= 64:
+            raw = images.get(raw, "")
+            if len(raw) <= 64:
+                raise DataError(f"{where}: image refers to index {row['image']!r}, which has no image data")
+        if raw.lstrip().startswith("["):  # several images (MMDU, some MMMU rows): the first one
+            import ast
+
+            raw = ast.literal_eval(raw)[0]
+        try:
+            return ImageRef(data=base64.b64decode("".join(raw.split()), validate=True))
+        except (binascii.Error, ValueError) as e:
+            raise DataError(f"{where}: image is not valid base64 ({e})") from e
+    rel = row.get("image_path")
+    if rel is None or _isna(rel):
+        return None
+    rel = str(rel)
+    if rel.lstrip().startswith("["):
+        import ast
+
+        rel = ast.literal_eval(rel)[0]
+    for root in roots:
+        if (root / rel).is_file():
+            return ImageRef(path=str(root / rel))
+    return ImageResolver(roots[-1]).resolve(rel, where)
+
+
+def predictions_table(samples: list[Sample], predictions: list[str]) -> pd.DataFrame:
+    """VLMEvalKit's prediction format (the benchmark rows plus ``prediction``) for scored samples."""
+    rows = [{**s.meta["vlmeval_row"], "prediction": p} for s, p in zip(samples, predictions)]
+    return pd.DataFrame(rows)

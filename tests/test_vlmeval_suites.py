@@ -1,0 +1,166 @@
+"""The built-in VLMEvalKit suites (``kore`` and one per benchmark): data as VLMEvalKit lays it out,
+VLMEvalKit's prompts, the files' own splits, whole-task scoring in a run, and ``kore-bench score``."""
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from kore_bench.runner import RunConfig, evaluate_suite, run
+from kore_bench.suites import load_suites
+from kore_bench.vlmeval import BENCHMARKS, headline, score_table
+from kore_bench.vlmeval.benchmarks import predictions_table
+
+FIXTURES = Path(__file__).parent / "fixtures" / "vlmeval"
+EXPECTED = json.loads((FIXTURES / "expected.json").read_text())
+
+
+def _png(seed: int) -> str:
+    image = Image.new("RGB", (24, 24), ((37 * seed) % 256, (91 * seed) % 256, (13 * seed) % 256))
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+@pytest.fixture(scope="module")
+def lmudata(tmp_path_factory) -> Path:
+    """A VLMEvalKit data folder: the fixture benchmarks with base64 images (MMBench's rotations name
+    their main row's index instead), MME with image files under images/MME/, and a judge benchmark."""
+    root = tmp_path_factory.mktemp("LMUData")
+    for name in ("MMBench_DEV_EN", "MMMU_DEV_VAL", "POPE", "OCRVQA_TESTCORE"):
+        data = pd.read_csv(FIXTURES / f"{name}.tsv", sep="\t").drop(columns=["prediction"])
+        if name == "MMBench_DEV_EN":
+            data["image"] = [_png(i) if i < 1e6 else str(int(i % 1e6)) for i in data["index"]]
+        else:
+            data["image"] = [_png(i) for i in range(len(data))]
+        data.to_csv(root / f"{name}.tsv", sep="\t", index=False)
+    mme = pd.read_csv(FIXTURES / "MME.tsv", sep="\t").drop(columns=["prediction"])
+    for i, rel in enumerate(sorted(set(mme["image_path"]))):
+        (root / "images" / "MME" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / "images" / "MME" / rel).write_bytes(base64.b64decode(_png(i)))
+    mme.to_csv(root / "MME.tsv", sep="\t", index=False)
+    pd.DataFrame({"index": [1, 2], "question": ["What is 2+2?", "What is 3+3?"], "answer": ["4", "6"],
+                  "image": [_png(1), _png(2)]}).to_csv(root / "MathVista_MINI.tsv", sep="\t", index=False)
+    return root
+
+
+def test_kore_and_every_benchmark_are_suites() -> None:
+    suites = load_suites()
+    kore = suites["kore"]
+    assert [t.name for t in kore.tasks] == list(BENCHMARKS)
+    assert {t.category for t in kore.tasks} == {"COM", "OCR", "M-DIS", "INS", "M-IDU", "MAT", "HAL"}
+    for name, bench in BENCHMARKS.items():
+        assert suites[name].role == "retention"
+        assert [(t.name, t.category, t.metrics[0]) for t in suites[name].tasks] == [(name, bench.category, bench.metrics[0])]
+
+
+def test_prompts_images_and_splits_as_vlmevalkit(lmudata: Path) -> None:
+    suites = load_suites()
+    mmb = suites["MMBench_DEV_EN"].with_variables(path=str(lmudata))
+    samples = mmb.task_samples(mmb.tasks[0])  # a dev-split file: its rows are the reported (test) split
+    table = pd.read_csv(lmudata / "MMBench_DEV_EN.tsv", sep="\t")
+    assert len(samples) == len(table)
+    row = table.iloc[0]
+    options = "".join(f"{c}. {row[c]}\n" for c in "ABCD" if not pd.isna(row[c]))
+    hint = "" if pd.isna(row["hint"]) else f"Hint: {row['hint']}\n"
+    assert samples[0].messages[-1]["content"] == (
+        f"<image>\n{hint}Question: {row['question']}\nOptions:\n{options}"
+        "Please select the correct answer from the options above. \n")
+    rotation = next(s for s in samples if int(s.id) >= 1e6 and int(s.id) % 1e6 == 0)
+    assert rotation.image.load().getpixel((0, 0)) == samples[0].image.load().getpixel((0, 0))  # by index
+
+    mme = suites["MME"].with_variables(path=str(lmudata))
+    first = mme.task_samples(mme.tasks[0])[0]
+    assert first.messages[-1]["content"] == "<image>\n" + pd.read_csv(lmudata / "MME.tsv", sep="\t")["question"][0]
+    assert first.image.path.endswith("images/MME/OCR/0.jpg")
+    ocr = suites["OCRVQA_TESTCORE"].with_variables(path=str(lmudata))
+    assert ocr.task_samples(ocr.tasks[0])[0].messages[-1]["content"].endswith(
+        "?\nAnswer the question using a single word or phrase.")
+
+    mmmu = suites["MMMU_DEV_VAL"].with_variables(path=str(lmudata))
+    splits = pd.read_csv(lmudata / "MMMU_DEV_VAL.tsv", sep="\t")["split"]
+    assert len(mmmu.task_samples(mmmu.tasks[0], "test")) == (splits == "validation").sum()
+    assert len(mmmu.task_samples(mmmu.tasks[0], "dev")) == (splits == "dev").sum()
+
+
+def test_a_suite_is_scored_over_the_whole_task(lmudata: Path, micro_base) -> None:
+    suite = load_suites()["kore"].with_variables(path=str(lmudata))
+    suite.tasks = [t for t in suite.tasks if t.name in ("MME", "MMBench_DEV_EN", "POPE", "MathVista_MINI")]
+    model, processor = micro_base.load()
+    tasks, records = evaluate_suite(model, processor, suite, None, "test", 16)
+    for task in [t for t in suite.tasks if t.name != "MathVista_MINI"]:
+        samples = suite.task_samples(task)
+        preds = [r["prediction"] for r in records if r["task"] == task.name]
+        assert len(preds) == len(samples)
+        expected = headline(task.name, score_table(task.name, predictions_table(samples, preds)))
+        assert tasks[task.name]["metrics"] == {m: pytest.approx(expected[m]) for m in task.metrics}
+    mme = pd.DataFrame([{"index": int(r["id"]), "prediction": r["prediction"]} for r in records if r["task"] == "MME"])
+    table = pd.read_csv(lmudata / "MME.tsv", sep="\t").merge(mme, on="index")
+    assert tasks["MME"]["vlmeval"] == score_table("MME", table).table  # VLMEvalKit's table in the result
+    assert math.isnan(tasks["MathVista_MINI"]["metrics"]["score"])
+    assert "LLM judge" in tasks["MathVista_MINI"]["not_scored"]
+    assert not [r for r in records if r["task"] == "MathVista_MINI"]
+
+
+def test_run_leaves_kr_unscored_when_a_category_is_not_scored(lmudata: Path, micro_base, tmp_path) -> None:
+    out = run(RunConfig(methods=["lora"], output=tmp_path / "run", world="micro", seeds=[0], progress=False,
+                        retention=[f"MME:{lmudata}", f"MathVista_MINI:{lmudata}"], limit=4,
+                        method_args={"lora": {"steps": 2}}))
+    with open(out / "leaderboard.csv") as f:
+        board = {r["method"]: r for r in csv.DictReader(f)}
+    assert board["lora"]["COM"] != "" and board["lora"]["MAT"] == "" and board["lora"]["K.R"] == ""
+
+
+def test_score_command_prints_and_writes_vlmevalkit_metrics(tmp_path) -> None:
+    out = tmp_path / "mme.json"
+    done = subprocess.run([sys.executable, "-m", "kore_bench", "score", "MME", str(FIXTURES / "MME.tsv"),
+                           "--output", str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "perception" in done.stdout and "MME_norm" in done.stdout
+    report = json.loads(out.read_text())
+    theirs = EXPECTED["benchmarks"]["MME"][0]
+    assert report["vlmeval"][0] == pytest.approx(theirs)
+    assert report["metrics"]["MME_norm"] == pytest.approx((theirs["perception"] + theirs["reasoning"]) / 2800 * 100)
+    bad = subprocess.run([sys.executable, "-m", "kore_bench", "score", "MathVista_MINI", str(FIXTURES / "MME.tsv")],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "not scored" in bad.stderr
+
+
+@pytest.mark.parametrize("layout", ["unzipped", "zip_top_folder", "json_subfolder"])
+def test_evoke_layouts(tmp_path, layout: str) -> None:
+    """EVOKE as users lay it out: images unzipped in place below imgs/, zips with a top folder, and
+    the record files in json/ (the dataset card)."""
+    import zipfile
+
+    from kore_bench.data import load_evoke
+
+    root = tmp_path / "EVOKE"
+    records = root / "json" if layout == "json_subfolder" else root
+    records.mkdir(parents=True)
+    png = base64.b64decode(_png(3))
+    (records / "evoke_injection_data.json").write_text(json.dumps([{"id": 1, "image": "wikidata_imgs/X_wiki.jpg",
+        "conversations": [{"from": "human", "value": "<image>\nWho?"}, {"from": "gpt", "value": "X is a company."}]}]))
+    (records / "evoke_evaluation_data.jsonl").write_text(json.dumps({"question_id": 1, "image": "eval_imgs/X_1.jpg",
+        "text": "Who?", "answer": "X", "ground_truth": [0]}) + "\n")
+    if layout == "zip_top_folder":
+        (root / "imgs").mkdir()
+        with zipfile.ZipFile(root / "imgs" / "evoke_imgs.zip", "w") as zf:
+            zf.writestr("evoke_imgs/wikidata_imgs/X_wiki.jpg", png)
+            zf.writestr("evoke_imgs/eval_imgs/X_1.jpg", png)
+    else:
+        for rel in ("imgs/injection/evoke_entity_injection_imgs/wikidata_imgs/X_wiki.jpg",
+                    "imgs/evaluation/evoke_entity_evaluation_imgs/eval_imgs/X_1.jpg"):
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_bytes(png)
+    train, evaluation, _ = load_evoke(root)
+    assert len(train) == 1 and len(evaluation) == 1
+    assert train[0].image.load().size == evaluation[0].image.load().size == (24, 24)
