@@ -17,6 +17,7 @@ from transformers import (AutoModelForImageTextToText, AutoProcessor, PreTrained
                           ProcessorMixin, Qwen2_5_VLProcessor)
 
 from kore_bench.errors import KoreBenchError
+from kore_bench.progress import quiet_libraries
 
 
 class ImageOnlyQwen2_5_VLProcessor(Qwen2_5_VLProcessor):
@@ -57,6 +58,7 @@ def image_only_processor_class(cls: type[ProcessorMixin]) -> type[ProcessorMixin
 
 def save_model(model: PreTrainedModel, processor: ProcessorMixin, out_dir: str | Path) -> Path:
     """Write model weights, configs, generation config, processor and tokenizer to ``out_dir``."""
+    quiet_libraries()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
@@ -71,6 +73,7 @@ def load_model(path: str | Path, dtype: torch.dtype | str | None = None,
     ``dtype`` defaults to the checkpoint's own dtype (``"auto"``); ``device`` moves the model after
     loading. The model is returned in eval mode.
     """
+    quiet_libraries()
     src = str(Path(path).expanduser()) if _looks_local(str(path)) else str(path)
     if _looks_local(src) and not Path(src).is_dir():
         raise KoreBenchError(f"model directory not found: {src}")
