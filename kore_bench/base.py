@@ -24,6 +24,7 @@ from rich.console import Console
 from . import cache
 from .data import load_conversations
 from .errors import UnknownNameError
+from .progress import Progress
 from .store import fingerprint
 from .world import World, generate
 
@@ -139,7 +140,7 @@ def _build(world: str, arch: str, seed: int | None, target: Path, console: Conso
         console.print(f"{what}: {len(stage_samples):,} conversations, {steps} steps")
         cfg = TrainConfig(lr=recipe.lr, steps=steps, batch_size=recipe.batch_size,
                           warmup_ratio=recipe.warmup_ratio, weight_decay=recipe.weight_decay)
-        return train_model(model, processor, stage_samples, cfg, seed=0)
+        return train_model(model, processor, stage_samples, cfg, seed=0, label=f"base: {what.split(' (')[0]}")
 
     knowledge = None
     if recipe.knowledge_steps:
@@ -195,6 +196,7 @@ def pretrain_vision(model, processor, world: World, recipe: Recipe) -> dict[str,
     labels = torch.tensor(train.labels)
     generator = torch.Generator().manual_seed(0)
     model.train()
+    bar = Progress("base: vision stage", recipe.vision_steps, unit="steps", loss=float("nan"))
     for _ in range(recipe.vision_steps):
         idx = torch.randint(0, len(train_inputs), (recipe.vision_batch_size,), generator=generator).tolist()
         feats = features([train_inputs[i] for i in idx])
@@ -206,6 +208,8 @@ def pretrain_vision(model, processor, world: World, recipe: Recipe) -> dict[str,
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         schedule.step()
+        bar.advance(loss=loss.item())
+    bar.close()
     model.eval()
     with torch.no_grad():
         feats, y = features(encode(test.images)), torch.tensor(test.labels)

@@ -387,17 +387,22 @@ def _print_info(info: dict | None) -> None:
 def table(
     run_dir: Path = typer.Argument(..., help="a run directory"),
     format: str = typer.Option("rich", help="rich | md | latex | csv"),
+    wide: bool = typer.Option(False, help="rich: every column in one table (CEM, F1, categories) instead of two "
+                                          "tables that fit 120 columns"),
+    std: bool = typer.Option(False, help="latex: K.A, K.R, Avg ... as mean ± std over seeds"),
 ) -> None:
     """Print the leaderboard of a stored run (reads only stored results)."""
-    from .report import leaderboard, to_latex, to_markdown, to_rich
+    from .report import categories, categories_rich, leaderboard, to_latex, to_markdown, to_rich
 
     t = leaderboard(run_dir)
     if format == "rich":
-        out.print(to_rich(t, str(run_dir)))
+        out.print(to_rich(t, str(run_dir), wide=wide))
+        if not wide and categories(t):
+            out.print(categories_rich(t))
     elif format == "md":
         print(to_markdown(t), end="")
     elif format == "latex":
-        print(to_latex(t), end="")
+        print(to_latex(t, std=std), end="")
     elif format == "csv":
         print(t.to_csv(index=False, float_format="%.4f"), end="")
     else:
@@ -413,24 +418,43 @@ def compare(
 ) -> None:
     """Paired per-sample comparison against a baseline, per task (mean difference, bootstrap CI, p)."""
     from .report import compare as compare_runs
-    from .report import compare_table, to_markdown
+    from .report import compare_definitions, compare_table, to_markdown
 
+    if format not in ("rich", "md", "csv"):
+        raise UnknownNameError("format", format, ["rich", "md", "csv"])
     rows = compare_runs(run_dir, baseline, method)
     if not rows:
         raise KoreBenchError(f"nothing to compare with {baseline!r} in {run_dir}")
+    notes = compare_definitions(rows)
     if format == "md":
-        print(to_markdown(compare_table(rows)), end="")
+        print(to_markdown(compare_table(rows)) + "\n" + "".join(f"- {line}\n" for line in notes), end="")
         return
     if format == "csv":
         print(compare_table(rows).to_csv(index=False), end="")
+        for line in notes:  # the data stays machine-readable on stdout
+            console.print(line, highlight=False)
         return
-    if format != "rich":
-        raise UnknownNameError("format", format, ["rich", "md", "csv"])
-    t = Table("method", "suite", "task", "metric", "n", "Δ (×100)", "95% CI", "p")
+    t = Table("method", "suite", "task", "metric", "n", "seeds", "Δ (×100)", "95% CI", "p",
+              title=f"paired comparison against {baseline}")
     for r in rows:
-        t.add_row(r["method"], r["suite"], r["task"], r["metric"], str(r["n"]), f"{100 * r['mean_diff']:+.2f}",
-                  f"[{100 * r['ci_low']:+.2f}, {100 * r['ci_high']:+.2f}]", f"{r['p_value']:.3g}")
+        t.add_row(r["method"], r["suite"], r["task"], r["metric"], str(r["n"]), str(r["seeds"]),
+                  f"{100 * r['mean_diff']:+.2f}", f"[{100 * r['ci_low']:+.2f}, {100 * r['ci_high']:+.2f}]",
+                  f"{r['p_value']:.3g}")
     out.print(t)
+    for line in notes:
+        out.print(line, highlight=False)
+
+
+@app.command()
+def report(
+    run_dir: Path = typer.Argument(..., help="a run directory"),
+    baseline: Optional[str] = typer.Option(None, help="method of the paired comparison (default: lora if present)"),
+    output: Optional[Path] = typer.Option(None, help="HTML file (default RUN/report.html)"),
+) -> None:
+    """One self-contained HTML file: leaderboard, categories, paired comparison, plots, provenance."""
+    from .htmlreport import write_html_report
+
+    out.print(f"report: {write_html_report(run_dir, baseline, output)}")
 
 
 @app.command()
@@ -447,6 +471,9 @@ def score(
 
 
 def main() -> None:
+    from .progress import quiet_libraries
+
+    quiet_libraries()
     try:
         app()
     except KoreBenchError as e:

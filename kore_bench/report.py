@@ -69,7 +69,8 @@ def leaderboard(run: Path) -> pd.DataFrame:
                              "one split (dev scores select settings, test scores are reported)")
     seeds = per_seed(scores)
     manifest = read_json(run / "manifest.json") if (run / "manifest.json").exists() else {}
-    order = list(dict.fromkeys(["base", *manifest.get("config", {}).get("methods", [])]))
+    every_invocation = [m for h in manifest.get("history", []) for m in (h.get("config") or {}).get("methods", [])]
+    order = list(dict.fromkeys(["base", *every_invocation, *manifest.get("config", {}).get("methods", [])]))
     info = _train_info(run)
     categories = [c for c in seeds.columns if c not in ["method", "seed", *MAIN]]
     rows = []
@@ -132,8 +133,17 @@ def to_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_latex(table: pd.DataFrame) -> str:
-    """booktabs table; per score column the best value bold, the second underlined (base excluded)."""
+LATEX_CAPTION = (
+    "Knowledge injection results ({seeds}). K.A: adaptation, the mean of CEM and F1 on the new "
+    "knowledge; K.R: retention, the mean over the retention categories; Avg $=$ (K.A $+$ K.R)$/2$; "
+    "$\\Delta$K.R: retention change against the un-injected base. All $\\times 100${std}. Per column, "
+    "the best method is in bold and the second underlined (base excluded)."
+)
+
+
+def to_latex(table: pd.DataFrame, std: bool = False, caption: str | None = None) -> str:
+    """A booktabs ``table`` with a caption; per score column the best value bold, the second
+    underlined (base excluded); ``std``: K.A, K.R, Avg ... as mean $\\pm$ std over seeds."""
     score_cols = [c for c in table.columns if c not in ("method", "trainable_params", "train_seconds", "seeds", "status")
                   and not c.endswith("_std")]
     ranked = table[table.method != "base"]
@@ -145,7 +155,11 @@ def to_latex(table: pd.DataFrame) -> str:
             marks[(vals.index[1], c)] = "second"
     def esc(s: str) -> str:
         return s.replace("_", r"\_").replace("%", r"\%").replace("Δ", r"$\Delta$")
-    lines = [r"\begin{tabular}{l" + "r" * (len(score_cols) + 1) + "}", r"\toprule",
+    seeds = sorted({int(n) for n in table.loc[table.method != "base", "seeds"] if n}) if "seeds" in table else []
+    seed_text = ("mean over " + "/".join(map(str, seeds)) + (" seed" if seeds == [1] else " seeds")) if seeds else "no seeds"
+    text = caption or LATEX_CAPTION.format(seeds=seed_text, std=", mean $\\pm$ std over seeds" if std else "")
+    lines = [r"\begin{table}[t]", r"\centering", r"\small",
+             r"\begin{tabular}{l" + "r" * (len(score_cols) + 1) + "}", r"\toprule",
              " & ".join(["Method", *map(esc, score_cols), "\\#Params"]) + r" \\", r"\midrule"]
     for i, r in table.iterrows():
         cells = [esc(str(r.method))]
@@ -153,12 +167,17 @@ def to_latex(table: pd.DataFrame) -> str:
             v = r[c]
             s = "--" if isinstance(v, float) and math.isnan(v) else f"{v:.2f}"
             mark = marks.get((i, c))
-            cells.append(r"\textbf{" + s + "}" if mark == "best" else r"\underline{" + s + "}" if mark == "second" else s)
+            s = r"\textbf{" + s + "}" if mark == "best" else r"\underline{" + s + "}" if mark == "second" else s
+            sd = r.get(f"{c}_std")
+            if std and c in MAIN and isinstance(sd, float) and not math.isnan(sd) and sd > 0:
+                s += r" {\scriptsize $\pm$ " + f"{sd:.2f}" + "}"
+            cells.append(s)
         cells.append(_params(r.trainable_params))
         lines.append(" & ".join(cells) + r" \\")
         if r.method == "base":
             lines.append(r"\midrule")
-    lines += [r"\bottomrule", r"\end{tabular}"]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\caption{" + text + "}", r"\label{tab:kore-bench}",
+              r"\end{table}"]
     return "\n".join(lines) + "\n"
 
 
@@ -167,7 +186,55 @@ def _params(n: Any) -> str:
     return "--" if n == 0 else f"{n / 1e6:.2f}M" if n >= 1e5 else f"{n / 1e3:.1f}K"
 
 
-def to_rich(table: pd.DataFrame, title: str = "") -> Table:
+COMPACT = ["K.A", "K.R", "Avg"]  # each followed by its std in a dim column
+
+
+def to_rich(table: pd.DataFrame, title: str = "", wide: bool = False) -> Table:
+    """The leaderboard for a terminal: K.A, K.R, Avg (std in dim columns), ΔK.R, parameters, time;
+    ``wide``: every column (CEM, F1 and the categories too) in one table."""
+    if wide:
+        return _rich_wide(table, title)
+    t = Table(title=title or None, caption="×100, mean over seeds; ± : std over seeds; ΔK.R: against base",
+              caption_justify="left")
+    t.add_column("method", justify="left", no_wrap=True)
+    for c in COMPACT:
+        t.add_column(c, justify="right")
+        t.add_column("±", justify="right", style="dim")
+    for c in ("ΔK.R", "params", "train", "seeds"):
+        t.add_column(c, justify="right")
+    for _, r in table.iterrows():
+        cells = [str(r.method)]
+        for c in COMPACT:
+            sd = r.get(f"{c}_std")
+            cells += [_fmt(r[c]), _fmt(sd) if isinstance(sd, float) and not math.isnan(sd) and sd > 0 else ""]
+        cells += [_fmt_signed(r["ΔK.R"]), _params(r.trainable_params), f"{r.train_seconds:.0f} s", str(r.seeds)]
+        t.add_row(*cells, style="red" if str(r.status).startswith("failed") else None)
+    return t
+
+
+def categories_rich(table: pd.DataFrame, title: str = "retention per category (×100, mean over seeds)") -> Table:
+    """The second terminal table: retention per category, one column each."""
+    cats = categories(table)
+    t = Table(title=title)
+    t.add_column("method", justify="left", no_wrap=True)
+    for c in cats:
+        t.add_column(c.replace("_", " "), justify="right")
+    for _, r in table.iterrows():
+        t.add_row(str(r.method), *[_fmt(r[c]) for c in cats])
+    return t
+
+
+def categories(table: pd.DataFrame) -> list[str]:
+    """The leaderboard's retention-category columns (between ΔK.R and the bookkeeping columns)."""
+    cols = list(table.columns)
+    return cols[cols.index("ΔK.R") + 1 : cols.index("trainable_params")]
+
+
+def _fmt_signed(v: Any) -> str:
+    return "—" if not isinstance(v, float) or math.isnan(v) else f"{v:+.2f}"
+
+
+def _rich_wide(table: pd.DataFrame, title: str) -> Table:
     cols = [c for c in table.columns if not c.endswith("_std") and c != "status"]
     t = Table(title=title or None)
     for c in cols:
@@ -195,43 +262,69 @@ def write_reports(run: Path, console: Console | None = None) -> pd.DataFrame:
     atomic_write_text(run / "leaderboard.csv", table.to_csv(index=False, float_format="%.4f"))
     atomic_write_text(run / "leaderboard.md", to_markdown(table))
     atomic_write_text(run / "leaderboard.tex", to_latex(table))
-    _plot(table, run / "adaptation_retention.png")
+    _plot(table, run / "adaptation_retention.png", f"Adaptation vs. retention — {run.name}")
     if console is not None:
         split = set(scores.split)
         note = " (dev split: for selection, not a test score)" if split == {"dev"} else ""
         console.print(to_rich(table, title=f"kore-bench — {run}{note}"))
+        if categories(table):
+            console.print(categories_rich(table))
         failed = table[table.status.str.startswith("failed")]
         for _, r in failed.iterrows():
             console.print(f"[red]{r.method}: {r.status}[/]")
     return table
 
 
-def _plot(table: pd.DataFrame, path: Path) -> None:
+def _plot(table: pd.DataFrame, path: Path, title: str = "") -> None:
+    """Adaptation against retention: one colour per method (as in every plot), ±1 std error bars
+    over seeds, dotted lines of equal Avg, the legend outside the axes so no label covers a point."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from .plotstyle import iso_avg_lines, method_colour
+
     ok = table.dropna(subset=["K.A", "K.R"])
     if ok.empty:
         return
-    fig, ax = plt.subplots(figsize=(5, 4))
-    ax.errorbar(ok["K.A"], ok["K.R"], xerr=ok["K.A_std"].fillna(0), yerr=ok["K.R_std"].fillna(0), fmt="o")
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for _, r in ok.iterrows():
-        ax.annotate(r.method, (r["K.A"], r["K.R"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    ax.set_xlabel("K.A (adaptation)")
-    ax.set_ylabel("K.R (retention)")
+        seeds = int(r.seeds) if "seeds" in r and r.seeds == r.seeds else 0
+        xerr, yerr = _nz(r.get("K.A_std")), _nz(r.get("K.R_std"))
+        marker = "*" if r.method == "base" else "o"
+        label = f"{r.method} (n={seeds} seed{'s' if seeds != 1 else ''})"
+        ax.errorbar(r["K.A"], r["K.R"], xerr=xerr, yerr=yerr, fmt=marker, color=method_colour(r.method),
+                    markersize=11 if marker == "*" else 6, capsize=3, elinewidth=1, label=label, zorder=3)
+    pad_x = max(2.0, 0.1 * (ok["K.A"].max() - ok["K.A"].min()))
+    pad_y = max(2.0, 0.1 * (ok["K.R"].max() - ok["K.R"].min()))
+    ax.set_xlim(max(0.0, ok["K.A"].min() - pad_x - ok["K.A_std"].fillna(0).max()),
+                min(100.0, ok["K.A"].max() + pad_x + ok["K.A_std"].fillna(0).max()))
+    ax.set_ylim(max(0.0, ok["K.R"].min() - pad_y - ok["K.R_std"].fillna(0).max()),
+                min(100.0, ok["K.R"].max() + pad_y + ok["K.R_std"].fillna(0).max()))
+    iso_avg_lines(ax)
+    ax.plot([], [], linestyle=":", color="#b0b0b0", label="equal Avg = (K.A + K.R) / 2")
+    ax.errorbar([], [], xerr=[], yerr=[], fmt="none", color="black", capsize=3, label="error bars: ±1 std over seeds")
+    ax.set_xlabel("K.A: adaptation to new knowledge (score ×100)")
+    ax.set_ylabel("K.R: retention of old knowledge (score ×100)")
+    ax.set_title(title or "Adaptation vs. retention (mean over seeds)", fontsize=10)
     ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7, frameon=False)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=130)
     plt.close(fig)
+
+
+def _nz(v: Any) -> float:
+    return float(v) if isinstance(v, float) and not math.isnan(v) else 0.0
 
 
 def compare(run: Path, baseline: str, method: str | None = None) -> list[dict[str, Any]]:
     """Paired per-sample comparison of each method against ``baseline``, per task and metric.
 
-    Samples are paired on (seed, task, id); a baseline evaluated once (``base``) pairs with every
-    seed of the other method.
+    Samples are paired on (seed, task, id); a side evaluated once (``base``, seed-independent)
+    against a side with several seeds pairs with each of those seeds, whichever side it is on, so
+    the base row has as many pairs as every other row. See :func:`compare_definitions`.
     """
     from .evaluate.metrics import paired_test
 
@@ -250,15 +343,50 @@ def compare(run: Path, baseline: str, method: str | None = None) -> list[dict[st
         base_vals = samples.get((baseline, suite, task, metric))
         if not base_vals:
             continue
-        if len({k[0] for k in base_vals}) == 1:  # a seed-independent baseline pairs with every seed
-            by_item = {k[1]: v for k, v in base_vals.items()}
-            base_vals = {k: by_item[k[1]] for k in vals if k[1] in by_item}
+        vals, base_vals = _pair_once_evaluated(vals, base_vals, m == ONCE_EVALUATED, baseline == ONCE_EVALUATED)
         keys = sorted(set(vals) & set(base_vals))
         if keys:
             stats = paired_test([vals[k] for k in keys], [base_vals[k] for k in keys])
             out.append({"method": m, "baseline": baseline, "suite": suite, "task": task, "metric": metric,
                         "n": len(keys), "seeds": len({k[0] for k in keys}), **stats})
     return out
+
+
+ONCE_EVALUATED = "base"  # the seed-independent reference row: evaluated once, whatever the seeds
+
+
+def _pair_once_evaluated(a: dict[tuple[int, str], float], b: dict[tuple[int, str], float], a_once: bool,
+                         b_once: bool) -> tuple[dict[tuple[int, str], float], dict[tuple[int, str], float]]:
+    """A seed-independent side (evaluated once) is repeated for each seed of the other side;
+    any other pair of methods is paired on the seeds both have."""
+    seeds_a, seeds_b = {k[0] for k in a}, {k[0] for k in b}
+    if b_once and len(seeds_b) == 1:
+        by_item = {k[1]: v for k, v in b.items()}
+        b = {k: by_item[k[1]] for k in a if k[1] in by_item}
+    elif a_once and len(seeds_a) == 1:
+        by_item = {k[1]: v for k, v in a.items()}
+        a = {k: by_item[k[1]] for k in b if k[1] in by_item}
+    return a, b
+
+
+def compare_definitions(rows: list[dict[str, Any]]) -> list[str]:
+    """What ``compare``'s columns mean, printed with every comparison."""
+    from .metrics import _EXACT_MAX_N
+
+    baseline = rows[0]["baseline"] if rows else "the baseline"
+    methods = sorted({r["p_method"] for r in rows if "p_method" in r})
+    lines = [
+        f"Δ = method − {baseline}: the mean over paired samples of the per-sample score difference, ×100 "
+        "(percentage points); > 0: the method scores higher.",
+        "95% CI: paired percentile bootstrap of that mean (10,000 resamples of the pairs, seed 0).",
+        "p: two-sided paired sign-flip permutation test of the mean difference (exact over all sign patterns "
+        f"with at most {_EXACT_MAX_N} non-zero differences, else 10,000 random flips"
+        + (f"; used here: {', '.join(methods)}" if methods else "") + ").",
+        "n: paired samples = test items × seeds both sides have, paired on (seed, item). The base model, "
+        "evaluated once (it is not trained, so seed-independent), is paired with each seed of the other "
+        "side, so its n equals the other rows'; 'seeds' says how many seeds the pairs span.",
+    ]
+    return lines
 
 
 def compare_table(rows: list[dict[str, Any]]) -> pd.DataFrame:

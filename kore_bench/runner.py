@@ -19,6 +19,7 @@ from .data import Sample
 from .errors import KoreBenchError
 from .evaluate.backends import evaluate_suite
 from .method import BaseModelRef, Method, TrainContext, TrainedModel
+from .progress import progress_enabled, quiet_libraries
 from .registry import load_methods
 from .store import RunDir, Unit, atomic_write_json, environment, fingerprint, read_json
 from .suites import Suite, load_suites, resolve_suite, samples_fingerprint
@@ -116,6 +117,12 @@ def code_version(method: Method) -> str:
 def run(cfg: RunConfig, console: Console | None = None) -> Path:
     """Run (or resume) the benchmark into ``cfg.output``; returns the run directory."""
     console = console or Console(stderr=True)
+    quiet_libraries()
+    with progress_enabled(cfg.progress):
+        return _run(cfg, console)
+
+
+def _run(cfg: RunConfig, console: Console) -> Path:
     prep = prepare(cfg, console)
     run_dir = RunDir(cfg.output)
     data_fp = samples_fingerprint(prep.new_train + prep.old_pool)
@@ -124,9 +131,12 @@ def run(cfg: RunConfig, console: Console | None = None) -> Path:
         if earlier and earlier != cfg.split:
             raise KoreBenchError(f"{run_dir.path} holds {earlier} results; write {cfg.split} results to another "
                                  "--output (dev and test scores never share a run)")
-        run_dir.update_manifest(
-            kore_bench=kore_bench.__version__, started=time.strftime("%Y-%m-%dT%H:%M:%S"),
-            config={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(cfg).items()},
+        started, config = time.strftime("%Y-%m-%dT%H:%M:%S"), {k: (str(v) if isinstance(v, Path) else v)
+                                                                for k, v in vars(cfg).items()}
+        run_dir.begin_invocation({"started": started, "kore_bench": kore_bench.__version__, "config": config,
+                                  **environment()})
+        run_dir.update_manifest(  # the latest invocation; every one is kept in "history"
+            kore_bench=kore_bench.__version__, started=started, config=config,
             base={"path": prep.base.path, "fingerprint": prep.base.fingerprint, "description": prep.base.description},
             world_dir=str(prep.world_dir) if prep.world_dir else None, data_fingerprint=data_fp,
             suites=[s.name for s in prep.suites], splits=prep.splits, tuned=prep.tuned, **environment(),
@@ -148,7 +158,9 @@ def run(cfg: RunConfig, console: Console | None = None) -> Path:
         from .report import write_reports
 
         write_reports(run_dir.path, console=console)
-        run_dir.update_manifest(finished=time.strftime("%Y-%m-%dT%H:%M:%S"), failed=failures)
+        finished = time.strftime("%Y-%m-%dT%H:%M:%S")
+        run_dir.update_manifest(finished=finished, failed=failures)
+        run_dir.end_invocation(finished=finished, failed=failures)
     return run_dir.path
 
 
@@ -161,7 +173,8 @@ def _run_method(cfg: RunConfig, prep: Prepared, run_dir: RunDir, name: str, meth
                for u, s in units.items()}
     todo = [u for u in units if not run_dir.finished(u, unit_fp[u])]
     if not todo:
-        console.print(f"[dim]{name} (seed {seed}): finished earlier, skipped[/]")
+        console.print(f"[dim]{name}{'' if name == REFERENCE_METHOD else f' (seed {seed})'}: finished earlier, skipped[/]")
+        run_dir.note_unit(f"{name}/seed{seed}", "skipped (finished earlier)")
         return
     artifact = run_dir.artifact_dir(name, seed)
     ctx = TrainContext(prep.base, prep.new_train, prep.old_pool, seed, artifact, prep.world_dir,
@@ -173,7 +186,10 @@ def _run_method(cfg: RunConfig, prep: Prepared, run_dir: RunDir, name: str, meth
         train_info = read_json(stamp).get("train_info")
     else:
         run_dir.set_status(f"{name}/seed{seed}", "training")
-        console.print(f"[bold]{name}[/] (seed {seed}): training on {len(prep.new_train)} samples")
+        if name == REFERENCE_METHOD:
+            console.print(f"[bold]{name}[/]: evaluating the base model (not trained; once, whatever the seeds)")
+        else:
+            console.print(f"[bold]{name}[/] (seed {seed}): training on {len(prep.new_train)} samples")
         import torch
 
         torch.manual_seed(seed)  # adapter inits (LoRA's A ...) happen before the trainer seeds

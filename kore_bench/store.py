@@ -97,6 +97,7 @@ class RunDir:
     def __init__(self, path: Path | str):
         self.path = Path(path)
         self._lock_file = None
+        self._invocation: int | None = None  # index of this process's record in manifest["history"]
 
     @contextmanager
     def locked(self) -> Iterator["RunDir"]:
@@ -142,7 +143,42 @@ class RunDir:
     def set_status(self, key: str, status: str, **info: Any) -> None:
         m = self.manifest()
         m.setdefault("units", {})[key] = {"status": status, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **info}
+        self._touch(m, key, status)
         atomic_write_json(self.manifest_path, m)
+
+    # -- history: one record per invocation, appended, never rewritten by a later one ----------
+    def begin_invocation(self, record: dict[str, Any]) -> None:
+        """Append this invocation's record (command, config, versions, time) to ``history``.
+
+        A manifest written before history was kept gets its top-level record moved into
+        ``history`` first, so the earlier invocation is not lost either.
+        """
+        m = self.manifest()
+        history = m.setdefault("history", [])
+        if not history and "config" in m:
+            history.append({"argv": m.get("argv"), "config": m.get("config"), "versions": m.get("versions"),
+                            "git_hash": m.get("git_hash"), "started": m.get("started"),
+                            "finished": m.get("finished"), "units": {}, "note": "recorded before history was kept"})
+        history.append({**record, "units": {}})
+        self._invocation = len(history) - 1
+        atomic_write_json(self.manifest_path, m)
+
+    def note_unit(self, key: str, status: str) -> None:
+        """Record in this invocation's history what it did to ``key`` (e.g. skipped it)."""
+        m = self.manifest()
+        self._touch(m, key, status)
+        atomic_write_json(self.manifest_path, m)
+
+    def end_invocation(self, **fields: Any) -> None:
+        if self._invocation is None:
+            return
+        m = self.manifest()
+        m["history"][self._invocation].update(fields)
+        atomic_write_json(self.manifest_path, m)
+
+    def _touch(self, m: dict[str, Any], key: str, status: str) -> None:
+        if self._invocation is not None and len(m.get("history", [])) > self._invocation:
+            m["history"][self._invocation]["units"][key] = status
 
     # -- units ------------------------------------------------------------------------------
     def unit_dir(self, unit: Unit) -> Path:

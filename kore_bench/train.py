@@ -19,6 +19,7 @@ from transformers import get_cosine_schedule_with_warmup
 from .data import Sample
 from .encoding import check_supported, collate, encode_for_training
 from .errors import KoreBenchError
+from .progress import Progress
 
 
 class TrainingDiverged(KoreBenchError):
@@ -84,6 +85,7 @@ def train_model(
     on_step: Callable[[int, float], None] | None = None,
     memory: Sequence[Sample] = (),
     memory_batch_size: int = 0,
+    label: str = "training",
 ) -> TrainInfo:
     """Train ``model`` in place on ``samples``; returns what was spent and the loss curve.
 
@@ -125,7 +127,7 @@ def train_model(
                                  memory_batch_size, random.Random(f"memory-{seed}"))
     curve: list[float] = []
     start = time.perf_counter()
-    bar = _progress(total, progress)
+    bar = Progress(label, total, progress, unit="steps", loss=float("nan"))
     loss_value = float("nan")
     for step in range(total):
         if not batches:
@@ -150,7 +152,7 @@ def train_model(
         curve.append(loss_value)
         if on_step is not None:
             on_step(step, loss_value)
-        bar.advance(loss_value)
+        bar.advance(loss=loss_value)
     bar.close()
     model = accelerator.unwrap_model(model)
     model.eval()
@@ -199,35 +201,3 @@ def length_grouped_batches(lengths: Sequence[int], batch_size: int, rng: random.
 def _pad_id(processor) -> int:
     tok = getattr(processor, "tokenizer", processor)
     return tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-
-
-class _progress:
-    """A live bar with the running loss on a terminal; a line every 10 % of the steps otherwise."""
-
-    def __init__(self, total: int, enabled: bool):
-        from rich.console import Console
-
-        self.bar, self.total, self.done, self.console = None, total, 0, Console(stderr=True)
-        self.enabled, self.started = enabled, time.perf_counter()
-        if enabled and self.console.is_terminal:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.bar = Progress(
-                TextColumn("train"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("loss {task.fields[loss]:.3f}"), TimeRemainingColumn(),
-                console=self.console, transient=True,
-            )
-            self.task = self.bar.add_task("train", total=total, loss=float("nan"))
-            self.bar.start()
-
-    def advance(self, loss: float) -> None:
-        self.done += 1
-        if self.bar is not None:
-            self.bar.update(self.task, advance=1, loss=loss)
-        elif self.enabled and (self.done % max(1, self.total // 10) == 0 or self.done == self.total):
-            elapsed = time.perf_counter() - self.started
-            self.console.print(f"  step {self.done}/{self.total}  loss {loss:.3f}  {elapsed:.0f} s")
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()

@@ -35,6 +35,7 @@ from ..data import Sample
 from ..encoding import collate, encode_prompt
 from ..errors import KoreBenchError
 from ..models.parts import decoder_linear_names, unwrap
+from ..progress import Progress
 
 FORMAT_VERSION = 1
 SCALES = ("per_sample_max", "none")
@@ -291,12 +292,15 @@ def _accumulate(model: nn.Module, names: list[str], features: list[dict[str, tor
     was_training = model.training
     model.eval()
     try:
+        bar = Progress("calibration (covariances)", len(order), unit="prompts")
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
             batch = collate([features[i] for i in idx], pad_id, padding_side="right")
             batch = {k: v.to(device) for k, v in batch.items()}
             hooks.start_batch(batch["attention_mask"], [str(i) for i in idx])
             model(**batch, **extra)
+            bar.advance(len(idx))
+        bar.close()
     finally:
         for h in handles:
             h.remove()

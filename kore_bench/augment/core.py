@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 from ..data import Sample
 from ..errors import KoreBenchError, UnknownNameError
+from ..progress import progress_line
 from ..registry import Registry
 from .world import WorldFacts
 
@@ -99,7 +101,10 @@ def augment_with_report(name: str, samples: list[Sample], world_dir: Path | str 
             raise UnknownNameError(f"option of augmenter {name!r}", key, valid)
     world = WorldFacts.load(Path(world_dir)) if world_dir is not None else None
     report = AugmentReport(augmenter=name, inputs=len(samples))
+    started = time.perf_counter()
     out = fn(list(samples), world, seed, report, **options)
+    progress_line(f"augmentation ({name}): {len(samples)} items → {len(out)} training samples "
+                  f"in {time.perf_counter() - started:.1f} s")
     if world is not None:
         leaks = world.leaks(out)
         if leaks:

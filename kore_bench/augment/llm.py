@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from ..cache import cache_root
 from ..data import IMAGE_TOKEN, Sample
 from ..errors import KoreBenchError, UnknownNameError
+from ..progress import track
 from .core import AUGMENTERS, AugmentReport
 from .template import branches, rng_for, trunk
 from .world import WorldFacts
@@ -260,7 +261,7 @@ def llm(samples: list[Sample], world: WorldFacts | None, seed: int, report: Augm
     cache = ReplyCache(Path(cache_dir) if cache_dir else cache_root() / "augment" / "llm")
     settings = {"temperature": temperature, "max_tokens": max_tokens, **({"seed": seed} if temperature > 0 else {})}
     out = []
-    for s in samples:
+    for s in track(samples, "augmentation (llm)", unit="items"):
         user = [m["content"] for m in s.messages if m["role"] == "user"]
         answers = [m["content"] for m in s.messages if m["role"] == "assistant"]
         hit = world.match(s) if world is not None else None

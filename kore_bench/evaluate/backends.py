@@ -61,7 +61,8 @@ def _scored(task: "TaskSpec", samples: Sequence[Sample], predictions: Sequence[s
 
 def _generated(model, processor, suite: "Suite", task: "TaskSpec", samples: Sequence[Sample],
                batch_size: int) -> TaskResult:
-    preds = generate(model, processor, samples, task.generation.get("max_new_tokens", 32), batch_size)
+    preds = generate(model, processor, samples, task.generation.get("max_new_tokens", 32), batch_size,
+                     label=f"evaluating {suite.name}/{task.name}")
     return _scored(task, samples, preds)
 
 

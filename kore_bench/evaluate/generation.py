@@ -11,6 +11,7 @@ import torch
 
 from ..data import Sample
 from ..encoding import SEQUENCE_KEYS, collate, encode_prompt, render, uses_prefix_suffix
+from ..progress import Progress
 
 ENCODE_CHUNK = 64  # samples per processor call when encoding prompts
 
@@ -22,6 +23,7 @@ def generate(
     samples: Sequence[Sample],
     max_new_tokens: int = 32,
     batch_size: int = 32,
+    label: str = "evaluating",
 ) -> list[str]:
     """Greedy answers for every sample (left padding, KV cache), in the input order."""
     tok = getattr(processor, "tokenizer", processor)
@@ -33,6 +35,7 @@ def generate(
     # Similar lengths in one batch waste less compute on padding; results go back in order.
     order = sorted(range(len(samples)), key=lambda i: features[i]["input_ids"].shape[1])
     answers: list[str] = [""] * len(samples)
+    bar = Progress(label, len(order), unit="samples")
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         batch = {k: v.to(device) for k, v in collate([features[i] for i in idx], pad_id, "left").items()}
@@ -45,6 +48,8 @@ def generate(
         new_tokens = out[:, batch["input_ids"].shape[1] :]
         for i, text in zip(idx, tok.batch_decode(new_tokens, skip_special_tokens=True)):
             answers[i] = text.strip()
+        bar.advance(len(idx))
+    bar.close()
     model.train(was_training)
     return answers
 

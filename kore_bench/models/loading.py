@@ -18,6 +18,7 @@ from transformers import (AutoModelForImageTextToText, AutoProcessor, PreTrained
                           ProcessorMixin, Qwen2_5_VLProcessor)
 
 from kore_bench.errors import KoreBenchError
+from kore_bench.progress import quiet_libraries
 
 
 class ImageOnlyQwen2_5_VLProcessor(Qwen2_5_VLProcessor):
@@ -81,6 +82,7 @@ _NO_VIDEO = _NoVideoProcessor()
 
 def save_model(model: PreTrainedModel, processor: ProcessorMixin, out_dir: str | Path) -> Path:
     """Write model weights, configs, generation config, processor and tokenizer to ``out_dir``."""
+    quiet_libraries()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
@@ -95,6 +97,7 @@ def load_model(path: str | Path, dtype: torch.dtype | str | None = None,
     ``dtype`` defaults to the checkpoint's own dtype (``"auto"``); ``device`` moves the model after
     loading. The model is returned in eval mode.
     """
+    quiet_libraries()
     src = str(Path(path).expanduser()) if _looks_local(str(path)) else str(path)
     if _looks_local(src) and not Path(src).is_dir():
         raise KoreBenchError(f"model directory not found: {src}")

@@ -227,11 +227,13 @@ def plot(table: pd.DataFrame, png: Path, svg: Path, param: str, split: str) -> N
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from .plotstyle import iso_avg_lines, method_colour
+
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
     curves = table[(table.method != REFERENCE_METHOD)].dropna(subset=["K.A", "K.R"])
     for m, g in curves.groupby("method", sort=False):
         g = g.sort_values("value")
-        (line,) = ax.plot(g["K.A"], g["K.R"], marker="o", label=m)
+        (line,) = ax.plot(g["K.A"], g["K.R"], marker="o", label=m, color=method_colour(str(m)))
         for _, r in g.iterrows():
             ax.annotate(value_label(r.value), (r["K.A"], r["K.R"]), textcoords="offset points", xytext=(4, 3),
                         fontsize=7, color=line.get_color())
@@ -242,9 +244,12 @@ def plot(table: pd.DataFrame, png: Path, svg: Path, param: str, split: str) -> N
         ax.scatter(front["K.A"], front["K.R"], s=140, facecolors="none", edgecolors="black", zorder=3)
     base = table[table.method == REFERENCE_METHOD].dropna(subset=["K.A", "K.R"])
     if len(base):
-        ax.scatter(base["K.A"], base["K.R"], marker="*", s=160, color="grey", zorder=4, label="base")
-    ax.set_xlabel("K.A (adaptation)")
-    ax.set_ylabel("K.R (retention)")
+        ax.scatter(base["K.A"], base["K.R"], marker="*", s=160, color=method_colour("base"), zorder=4,
+                   label="base")
+    iso_avg_lines(ax)
+    ax.plot([], [], linestyle=":", color="#b0b0b0", label="equal Avg = (K.A + K.R) / 2")
+    ax.set_xlabel("K.A: adaptation to new knowledge (score ×100)")
+    ax.set_ylabel("K.R: retention of old knowledge (score ×100)")
     ax.set_title(f"adaptation–retention frontier ({param} sweep, {split} split)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
