@@ -186,6 +186,9 @@ def samples_fingerprint(samples: list[Sample]) -> str:
 def parse_suite(raw: dict[str, Any], file: Path | None = None) -> Suite:
     """Validate one suite definition; errors name the file and the field."""
     where = str(file) if file else "<suite>"
+    if not isinstance(raw, dict):
+        raise DataError(f"{where}: {'empty file' if raw is None else 'expected a mapping'}; a suite needs "
+                        "suite, role and tasks")
     for key in ("suite", "role", "tasks"):
         if key not in raw:
             raise DataError(f"{where}: missing field {key!r}")
@@ -202,6 +205,12 @@ def parse_suite(raw: dict[str, Any], file: Path | None = None) -> Suite:
             )
         except (KeyError, TypeError) as e:
             raise DataError(f"{where}: task #{i + 1} is missing or has a bad field: {e}") from e
+        if not lm_eval_tasks.is_lm_eval(spec.source):
+            from .metrics import METRICS
+
+            for m in spec.metrics:
+                if m not in METRICS:
+                    raise DataError(f"{where}: task {spec.name!r}: {UnknownNameError('metric', m, METRICS)}")
         if spec.output_type not in OUTPUT_TYPES:
             raise DataError(f"{where}: task {spec.name!r}: output_type must be one of {OUTPUT_TYPES}")
         foreign = sorted({"output_type", "generation", "prompt"} & set(t)) if lm_eval_tasks.is_lm_eval(spec.source) else []
