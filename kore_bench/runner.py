@@ -224,6 +224,8 @@ def _run_method(cfg: RunConfig, prep: Prepared, run_dir: RunDir, name: str, meth
         todo.append(u)
     if not todo:
         console.print(f"[dim]{name} (seed {seed}): finished earlier, skipped[/]")
+        if run_dir.manifest().get("units", {}).get(f"{name}/seed{seed}", {}).get("status") != "done":
+            run_dir.set_status(f"{name}/seed{seed}", "done")
         return
     artifact = run_dir.artifact_dir(name, seed)
     ctx = TrainContext(prep.base, prep.new_train, prep.old_pool, seed, artifact, prep.world_dir,
