@@ -271,7 +271,10 @@ def test_bad_data_files_are_named_by_prepare(tmp_path):
     tsv.write_text("index\tquestion\timage\n1\tq?\taGVsbG8=\n")
     with pytest.raises(DataError, match="missing column"):
         load_tsv(tsv)
-    tsv.write_text("index\tquestion\tanswer\timage\n1\tq?\ta\taGVsbG8=\n")  # valid base64, not an image
+    import base64
+
+    cell = base64.b64encode(b"not an image " * 10).decode()  # valid base64 (> 64 chars), not an image
+    tsv.write_text(f"index\tquestion\tanswer\timage\n1\tq?\ta\t{cell}\n")
     samples, _ = load_tsv(tsv)
     with pytest.raises(DataError, match=r"t\.tsv:2"):
         samples_readable(samples, "test")
