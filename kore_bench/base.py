@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
-from . import cache
+from . import cache, integrity
 from .data import load_conversations
 from .errors import UnknownNameError
 from .progress import Progress
@@ -102,13 +102,17 @@ def build_base(world: str, arch: str = "llava", seed: int | None = None, force: 
     console = console or Console(stderr=True)
     target = base_dir(world, arch, seed)
     fp = target.name.rsplit("-", 1)[1]
-    if target.exists() and not force:
-        problem = cache.verify(target)
-        if problem is None:
-            return BaseModelRef(str(target / "model"), fp, f"kore-tiny {arch} ({world} world)")
-        console.print(f"[yellow]cached base {target.name}: {problem}; rebuilding[/]")
-    _build(world, arch, seed, target, console)
-    return BaseModelRef(str(target / "model"), fp, f"kore-tiny {arch} ({world} world)")
+    ref = BaseModelRef(str(target / "model"), fp, f"kore-tiny {arch} ({world} world)")
+    if target.exists() and not force and cache.verify(target) is None:
+        return ref
+    with integrity.build_lock(target, console):  # a concurrent build of the same base is waited for
+        problem = cache.verify(target) if target.exists() else "absent"
+        if problem is None and not force:
+            return ref  # another process built it while this one waited
+        if problem != "absent":
+            console.print(f"[yellow]cached base {target.name}: {problem}; rebuilding[/]")
+        _build(world, arch, seed, target, console)
+    return ref
 
 
 def _build(world: str, arch: str, seed: int | None, target: Path, console: Console) -> None:
@@ -121,7 +125,7 @@ def _build(world: str, arch: str, seed: int | None, target: Path, console: Conso
     from .train import TrainConfig, TrainInfo, train_model
 
     recipe = _recipe(world)
-    wdir = cache.world_dir(world, seed)
+    wdir = cache.world_dir(world, seed, console)
     samples = load_conversations(wdir / "train" / "old_knowledge.json", wdir)[0]
     started = time.perf_counter()
     tokenizer = train_tokenizer((s.text() for s in samples), recipe.vocab_size)
@@ -159,6 +163,7 @@ def _build(world: str, arch: str, seed: int | None, target: Path, console: Conso
         "build_seconds": round(time.perf_counter() - started, 1),
     }
     (tmp / "base_info.json").write_text(json.dumps(meta, indent=2))
+    integrity.fault_point("base-publish")
     cache.publish(tmp, target)
     console.print(f"base ready in {meta['build_seconds']} s: {target}")
 
@@ -236,13 +241,12 @@ def base_info(world: str, arch: str = "llava", seed: int | None = None) -> dict[
 
 
 def external_base(model: str) -> BaseModelRef:
-    """A Hugging Face model id or local path as the base (fingerprinted by its config)."""
+    """A Hugging Face model id or local path as the base (fingerprinted by its files' content, so
+    another checkpoint with the same config is another base)."""
     from .method import BaseModelRef
+    from .unit_key import weights_hash
 
-    path = Path(model)
-    config = path / "config.json"
-    ident = config.read_text() if config.exists() else model
-    return BaseModelRef(model, fingerprint("external", ident), model)
+    return BaseModelRef(model, fingerprint("external", weights_hash(model)), model)
 
 
 def evaluate_base(world: str, arch: str = "llava", seed: int | None = None, limit: int | None = None,

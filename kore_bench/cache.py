@@ -7,15 +7,15 @@ entry that exists is complete.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
+from . import integrity
 from .errors import KoreBenchError
 
-CHECKSUMS = "checksums.json"
+CHECKSUMS = integrity.CHECKSUMS
 
 
 def cache_root() -> Path:
@@ -38,8 +38,11 @@ def world_code_fingerprint() -> str:
     return code_fingerprint("world")
 
 
-def world_dir(preset: str, seed: int | None = None) -> Path:
-    """The exported world for (preset, seed, generator version), generated on first use."""
+def world_dir(preset: str, seed: int | None = None, console=None) -> Path:
+    """The exported world for (preset, seed, generator version), generated on first use.
+
+    The entry is sealed with checksums; one that fails verification (a file cut or edited) is
+    exported again with a notice. Builds hold a lock, so concurrent runs export it once."""
     from .world import PRESETS, export_world
 
     if preset not in PRESETS:
@@ -48,46 +51,54 @@ def world_dir(preset: str, seed: int | None = None) -> Path:
         raise UnknownNameError("world preset", preset, PRESETS)
     seed = PRESETS[preset].seed if seed is None else seed
     target = cache_root() / "worlds" / f"{preset}-seed{seed}-{world_code_fingerprint()}"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-        tmp.rmdir()  # export_world wants to create the directory itself
-        export_world(preset, tmp, seed=seed)
-        try:
-            os.replace(tmp, target)
-        except OSError:  # another process finished first
-            shutil.rmtree(tmp, ignore_errors=True)
+    if target in _VERIFIED:
+        return target
+    problem = verify(target) if target.exists() else None
+    if target.exists() and problem is None:
+        _VERIFIED.add(target)
+        return target
+    with integrity.build_lock(target, console):
+        problem = verify(target) if target.exists() else None
+        if target.exists() and problem is not None:
+            _notice(console, f"cached world {target.name}: {problem}; exporting it again")
+        if not target.exists() or problem is not None:
+            tmp = new_temp_dir(target.parent, target.name)
+            tmp.rmdir()  # export_world wants to create the directory itself
+            export_world(preset, tmp, seed=seed)
+            integrity.fault_point("world-export")
+            publish(tmp, target)
+    _VERIFIED.add(target)
     return target
 
 
+_VERIFIED: set[Path] = set()  # entries verified by this process (a run asks for its world several times)
+
+
+def _notice(console, text: str) -> None:
+    if console is None:
+        from rich.console import Console
+
+        console = Console(stderr=True)
+    console.print(f"[yellow]{text}[/]")
+
+
 def file_checksums(directory: Path) -> dict[str, str]:
-    out = {}
-    for path in sorted(directory.rglob("*")):
-        if path.is_file() and path.name != CHECKSUMS:
-            out[str(path.relative_to(directory))] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return out
+    return integrity.dir_checksums(directory)
 
 
 def seal(directory: Path) -> None:
     """Record the checksum of every file so corruption is detected before loading."""
-    (directory / CHECKSUMS).write_text(json.dumps(file_checksums(directory), indent=1, sort_keys=True))
+    integrity.seal_dir(directory)
 
 
 def verify(directory: Path) -> str | None:
-    """None when every sealed file is intact, else what is wrong."""
-    sums = directory / CHECKSUMS
-    if not sums.exists():
-        return "no checksums"
-    expected = json.loads(sums.read_text())
-    actual = file_checksums(directory)
-    for name, digest in expected.items():
-        if actual.get(name) != digest:
-            return f"{name} is {'missing' if name not in actual else 'corrupt'}"
-    return None
+    """None when every sealed file is intact, else what is wrong (never raises)."""
+    return integrity.verify_dir(directory)
 
 
 def publish(tmp: Path, target: Path) -> None:
-    """Seal ``tmp`` and move it to ``target`` (replacing a broken entry)."""
+    """Seal ``tmp`` and move it to ``target`` (replacing a broken entry). Call under
+    :func:`kore_bench.integrity.build_lock` of ``target``, so no other process is using it."""
     seal(tmp)
     if target.exists():
         shutil.rmtree(target)

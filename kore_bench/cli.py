@@ -39,6 +39,12 @@ DeviceOpt = Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1 ... (d
 ProgressOpt = Annotated[bool, typer.Option(help="show progress bars")]
 
 
+def parse_seeds(value: str) -> list[int]:
+    from .validate import seeds
+
+    return seeds(value)
+
+
 def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
@@ -88,7 +94,7 @@ def run(
 
     cfg = RunConfig(
         methods=_csv(methods), world=world, arch=arch, model=model,
-        seeds=[int(s) for s in _csv(seeds)],
+        seeds=parse_seeds(seeds),
         output=output or Path("runs") / (Path(model).name if model else f"{world}-{arch}"),
         new=new, retention=_csv(retention), limit=limit, batch_size=batch_size,
         include_paths=list(include_path), method_args=_parse_sets(set_), device=device, progress=progress,
@@ -96,6 +102,18 @@ def run(
     )
     path = run_benchmark(cfg, console)
     out.print(f"results: {path}")
+    _exit_on_failures(path)
+
+
+def _exit_on_failures(path: Path) -> None:
+    """Exit code 1 when a method failed in this run (all that succeeded is written): the failures last."""
+    from .store import RunDir
+
+    failed = RunDir(path).manifest().get("failed") or {}
+    if failed:
+        for unit, reason in failed.items():
+            console.print(f"[red]failed: {unit}: {reason}[/]")
+        sys.exit(1)
 
 
 def _tuned_dir(value: Optional[str], world: str, arch: str, model: Optional[str]) -> Optional[Path]:
@@ -147,7 +165,7 @@ def tune(
 
     path = run_tune(
         _csv(methods), budget, output or default_output(world, arch, model), space_file=space, seed=seed,
-        console=console, world=world, arch=arch, model=model, seeds=[int(s) for s in _csv(seeds)], new=new,
+        console=console, world=world, arch=arch, model=model, seeds=parse_seeds(seeds), new=new,
         retention=_csv(retention), limit=limit, batch_size=batch_size, include_paths=list(include_path),
         method_args=_parse_sets(set_), dev_share=dev_share, dev_seed=dev_seed, device=device, progress=progress,
     )
@@ -190,7 +208,7 @@ def frontier(
     path = run_frontier(
         _csv(methods), points, output or Path("runs") / f"frontier-{name}", param=param, value_range=_range(range_),
         levels=level_values, split=split, console=console, world=world, arch=arch, model=model,
-        seeds=[int(s) for s in _csv(seeds)], new=new, retention=_csv(retention), limit=limit,
+        seeds=parse_seeds(seeds), new=new, retention=_csv(retention), limit=limit,
         batch_size=batch_size, include_paths=list(include_path), method_args=_parse_sets(set_),
         tuned=_tuned_dir(tuned, world, arch, model), dev_share=dev_share, device=device, progress=progress,
     )

@@ -294,7 +294,9 @@ _ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "ass
 
 def _conversation(rec: dict[str, Any], where: str) -> tuple[list[dict[str, str]], str | None]:
     """Alternating user/assistant messages (ending with the assistant) and an optional system text."""
-    key = "conversations" if "conversations" in rec else "messages"
+    key = "conversations" if "conversations" in rec or "messages" not in rec else "messages"
+    if isinstance(rec, dict) and key not in rec:
+        raise DataError(f"{where}: missing required field 'conversations' (or 'messages')")
     turns = _get(rec, key, where, list)
     system = _text(rec, "system", where, required=False)
     messages = []
@@ -558,7 +560,7 @@ def load_tsv(path: str | Path) -> tuple[list[Sample], LoadReport]:
     if not header:
         report.notes.append("empty file")
         return [], report
-    missing = {"index", "question"} - set(header)
+    missing = {"index", "question", "answer"} - set(header)
     if missing:
         raise DataError(f"{path}:1: missing column(s) {', '.join(sorted(missing))} (header: {header})")
     letters = sorted(c for c in header if len(c) == 1 and c.isupper())

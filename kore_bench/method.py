@@ -152,7 +152,9 @@ class Method(ABC):
             from .errors import UnknownNameError
 
             raise UnknownNameError(f"setting of method {cls.name!r}", sorted(unknown)[0], names)
-        return cls(cls.Config(**overrides))
+        from .validate import method_settings
+
+        return cls(cls.Config(**method_settings(cls.Config, cls.name, overrides)))
 
     def config_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self.config)

@@ -80,7 +80,16 @@ def load_plugin_folder(folder: Path | str) -> list[str]:
         spec = importlib.util.spec_from_file_location(mod_name, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[mod_name] = module
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except KoreBenchError:
+            del sys.modules[mod_name]
+            raise
+        except Exception as e:  # a plugin that cannot be imported is bad input: name it, no traceback
+            del sys.modules[mod_name]
+            line = f", line {e.lineno}" if isinstance(e, SyntaxError) else ""
+            raise KoreBenchError(f"--include-path {path}{line}: the plugin does not import "
+                                 f"({type(e).__name__}: {e})") from None
         loaded.append(mod_name)
     return loaded
 

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from .errors import KoreBenchError
 from .evaluate.metrics import ADAPTATION_METRICS, HEADLINE, check_retention_metric, headline
-from .store import atomic_write_text, read_json
+from .store import atomic_write_text, read_json, verified_result
 
 MAIN = list(HEADLINE)
 
@@ -26,8 +26,8 @@ MAIN = list(HEADLINE)
 def tidy_scores(run: Path) -> pd.DataFrame:
     """One row per (method, seed, suite, task, metric) from every unit's result.json."""
     rows = []
-    for path in sorted(Path(run).glob("*/seed*/*/result.json")):
-        r = read_json(path)
+    for path in result_files(run):
+        r = verified_result(path)
         u = r["unit"]
         for task, t in r["tasks"].items():
             for metric, value in t["metrics"].items():
@@ -39,6 +39,17 @@ def tidy_scores(run: Path) -> pd.DataFrame:
                 })
     return pd.DataFrame(rows, columns=["method", "seed", "suite", "role", "task", "category", "metric",
                                        "primary", "value", "higher_is_better", "n", "split", "limited"])
+
+
+def result_files(run: Path) -> list[Path]:
+    """The unit results of a run directory; KoreBenchError when ``run`` is not a readable run."""
+    run = Path(run)
+    if not run.is_dir():
+        raise KoreBenchError(f"{run}: no such run directory")
+    files = sorted(run.glob("*/seed*/*/result.json"))
+    if not files:
+        raise KoreBenchError(f"{run}: not a run directory, or no unit has finished yet (no */seed*/*/result.json)")
+    return files
 
 
 def per_seed(scores: pd.DataFrame) -> pd.DataFrame:
@@ -67,8 +78,19 @@ def leaderboard(run: Path) -> pd.DataFrame:
     if len(splits) > 1:
         raise KoreBenchError(f"{run} mixes results of the {' and '.join(splits)} splits; a leaderboard reports "
                              "one split (dev scores select settings, test scores are reported)")
+    # a (method, seed) missing one of the run's suites would mix seeds inside one row (K.A from one
+    # seed, K.R from two): it is left out of the row, and the row says so
+    suites = set(scores.suite)
+    have = scores.groupby(["method", "seed"]).suite.agg(set)
+    incomplete: dict[str, list[str]] = {}
+    for (m, seed), got in have.items():
+        if got != suites:
+            incomplete.setdefault(m, []).append(f"seed {seed} lacks {', '.join(sorted(suites - got))}")
+            scores = scores[~((scores.method == m) & (scores.seed == seed))]
     seeds = per_seed(scores)
-    manifest = read_json(run / "manifest.json") if (run / "manifest.json").exists() else {}
+    from .store import RunDir
+
+    manifest = RunDir(run).manifest()
     every_invocation = [m for h in manifest.get("history", []) for m in (h.get("config") or {}).get("methods", [])]
     order = list(dict.fromkeys(["base", *every_invocation, *manifest.get("config", {}).get("methods", [])]))
     info = _train_info(run)
@@ -89,6 +111,8 @@ def leaderboard(run: Path) -> pd.DataFrame:
         row["trainable_params"] = max((t.get("trainable_params", 0) for t in ti), default=0)
         row["train_seconds"] = sum(t.get("seconds", 0.0) for t in ti) / len(ti) if ti else 0.0
         row["status"] = _status(manifest, method)
+        if method in incomplete and not row["status"].startswith("failed"):
+            row["status"] = "incomplete: " + "; ".join(incomplete[method])
         rows.append(row)
     table = pd.DataFrame(rows)
     base_kr = table.loc[table.method == "base", "K.R"]
@@ -101,7 +125,10 @@ def leaderboard(run: Path) -> pd.DataFrame:
 def _train_info(run: Path) -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = {}
     for stamp in sorted(run.glob("*/seed*/artifact/fingerprint.json")):
-        ti = read_json(stamp).get("train_info")
+        from .integrity import read_sealed
+
+        record, _ = read_sealed(stamp)
+        ti = record.get("train_info") if record else None
         if ti:
             out.setdefault(stamp.parts[-4], []).append(ti)
     return out
@@ -330,11 +357,18 @@ def compare(run: Path, baseline: str, method: str | None = None) -> list[dict[st
 
     run = Path(run)
     samples: dict[tuple[str, str, str, str], dict[tuple[int, str], float]] = {}
-    for path in sorted(run.glob("*/seed*/*/samples.jsonl")):
+    for result in result_files(run):
+        verified_result(result)  # samples.jsonl matches the checksum its result.json sealed
+        path = result.parent / "samples.jsonl"
         m, seed, suite = path.parts[-4], int(path.parts[-3][4:]), path.parts[-2]
-        for line in path.read_text().splitlines():
-            rec = json.loads(line)
-            for metric, v in rec["scores"].items():
+        for lineno, line in enumerate(path.read_text().splitlines(), 1):
+            try:
+                rec = json.loads(line)
+                scores = rec["scores"].items()
+                rec["task"], rec["id"]
+            except (ValueError, KeyError, TypeError, AttributeError):
+                raise KoreBenchError(f"{path}:{lineno}: not a per-sample record") from None
+            for metric, v in scores:
                 samples.setdefault((m, suite, rec["task"], metric), {})[(seed, rec["id"])] = v
     out = []
     for (m, suite, task, metric), vals in sorted(samples.items()):

@@ -3,7 +3,7 @@ the same way, each (method, seed, suite) unit stored as it finishes, finished un
 """
 from __future__ import annotations
 
-import inspect
+import shutil
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -14,6 +14,7 @@ from rich.console import Console
 
 import kore_bench
 
+from . import integrity, unit_key, validate
 from .base import build_base, external_base
 from .data import Sample
 from .errors import KoreBenchError
@@ -21,8 +22,8 @@ from .evaluate.backends import evaluate_suite
 from .method import BaseModelRef, Method, TrainContext, TrainedModel
 from .progress import progress_enabled, quiet_libraries
 from .registry import load_methods
-from .store import RunDir, Unit, atomic_write_json, environment, fingerprint, read_json
-from .suites import Suite, load_suites, resolve_suite, samples_fingerprint
+from .store import RunDir, Unit, atomic_write_json, environment, fingerprint
+from .suites import Suite, load_suites, resolve_suite
 
 REFERENCE_METHOD = "base"  # the un-injected row every retention change is measured against
 
@@ -62,6 +63,9 @@ class Prepared:
     world_dir: Path | None
     splits: dict[str, dict[str, Any]] = field(default_factory=dict)  # suite → task → dev/test counts
     tuned: dict[str, Any] | None = None  # what --tuned applied, with its provenance
+    base_weights: str = ""  # hash of the base model's files (unit_key.weights_hash)
+    train_data: str = ""  # content hash of new_train + old_pool
+    eval_data: dict[str, str] = field(default_factory=dict)  # suite → content hash of what it scores
 
 
 SPLITS = ("dev", "test")
@@ -70,6 +74,7 @@ SPLITS = ("dev", "test")
 def prepare(cfg: RunConfig, console: Console) -> Prepared:
     if cfg.split not in SPLITS:
         raise KoreBenchError(f"split must be one of {', '.join(SPLITS)}, not {cfg.split!r}")
+    validate.run_settings(cfg)  # everything typed, before anything is loaded
     registry = load_methods(cfg.include_paths)
     names = list(dict.fromkeys([REFERENCE_METHOD, *cfg.methods] if cfg.reference else cfg.methods))
     for n in names:
@@ -90,28 +95,39 @@ def prepare(cfg: RunConfig, console: Console) -> Prepared:
     if any("world" in s.needs for s in suites):
         from .cache import world_dir as export
 
-        world_dir = export(cfg.world)
+        world_dir = export(cfg.world, console=console)
         suites = [s.with_variables(world=str(world_dir)) for s in suites]
-    base = external_base(cfg.model) if cfg.model else build_base(cfg.world, cfg.arch, console=console)
     new_train = suites[0].train_samples()
     if not new_train:
         raise KoreBenchError(f"suite {suites[0].name!r} has no training data to inject")
     old_pool = [s for suite in suites[1:] for s in suite.train_samples()]
+    validate.samples_readable(new_train + old_pool, "training data")
+    eval_data = {s.name: _evaluation_data(s, cfg) for s in suites}  # read and checked before the base is built
     splits = {s.name: s.split_summary() for s in suites}
+    base = external_base(cfg.model) if cfg.model else build_base(cfg.world, cfg.arch, console=console)
     if tuned is not None and tuned["base_fingerprints"] - {base.fingerprint}:
         console.print(f"[yellow]warning:[/] the settings in {cfg.tuned} were tuned on another base model "
                       f"({', '.join(sorted(tuned['base_fingerprints']))}, this run: {base.fingerprint})")
         tuned["other_base"] = True
     if tuned is not None:
         tuned["base_fingerprints"] = sorted(tuned["base_fingerprints"])
-    return Prepared(methods, suites, base, new_train, old_pool, world_dir, splits, tuned)
+    return Prepared(methods, suites, base, new_train, old_pool, world_dir, splits, tuned,
+                    base_weights=unit_key.weights_hash(base.path), train_data=unit_key.samples_hash(new_train + old_pool),
+                    eval_data=eval_data)
 
 
-def code_version(method: Method) -> str:
-    """The package version plus a hash of the method's own source, so editing a method reruns it."""
-    source = "".join(inspect.getsource(inspect.getmodule(cls)) for cls in type(method).__mro__
-                     if cls.__module__ not in ("abc", "builtins", "kore_bench.method"))
-    return f"{kore_bench.__version__}+{fingerprint(source)[:8]}"
+def _evaluation_data(suite: Suite, cfg: RunConfig) -> str:
+    """The content hash of what ``suite`` scores under ``cfg`` (each task's samples of the split,
+    within ``--limit``); a task without samples or with an unreadable image is reported here."""
+    parts = []
+    for task in suite.tasks:
+        samples = suite.task_samples(task, cfg.split)[: cfg.limit or None]
+        if not samples:
+            where = suite.source(task).get("path") or suite.source(task).get("task", "")
+            raise KoreBenchError(f"suite {suite.name!r}, task {task.name!r}: no {cfg.split} samples in {where}")
+        validate.samples_readable(samples, f"suite {suite.name!r}, task {task.name!r}")
+        parts.append((task.name, unit_key.samples_hash(samples)))
+    return fingerprint(parts)
 
 
 def run(cfg: RunConfig, console: Console | None = None) -> Path:
@@ -125,7 +141,7 @@ def run(cfg: RunConfig, console: Console | None = None) -> Path:
 def _run(cfg: RunConfig, console: Console) -> Path:
     prep = prepare(cfg, console)
     run_dir = RunDir(cfg.output)
-    data_fp = samples_fingerprint(prep.new_train + prep.old_pool)
+    data_fp = prep.train_data
     with run_dir.locked():
         earlier = run_dir.manifest().get("config", {}).get("split")
         if earlier and earlier != cfg.split:
@@ -157,7 +173,8 @@ def _run(cfg: RunConfig, console: Console) -> Path:
                     console.print(f"[red]{name} (seed {seed}) failed:[/] {reason}")
         from .report import write_reports
 
-        write_reports(run_dir.path, console=console)
+        if any(run_dir.path.glob("*/seed*/*/result.json")):
+            write_reports(run_dir.path, console=console)
         finished = time.strftime("%Y-%m-%dT%H:%M:%S")
         run_dir.update_manifest(finished=finished, failed=failures)
         run_dir.end_invocation(finished=finished, failed=failures)
@@ -166,25 +183,48 @@ def _run(cfg: RunConfig, console: Console) -> Path:
 
 def _run_method(cfg: RunConfig, prep: Prepared, run_dir: RunDir, name: str, method: Method,
                 seed: int, data_fp: str, console: Console) -> None:
-    train_fp = fingerprint(name, method.config_dict(), prep.base.fingerprint, data_fp, seed, code_version(method))
+    train_key = unit_key.unit_key(name, method, prep.base_weights, prep.train_data, seed)
     units = {Unit(name, seed, s.name): s for s in prep.suites}
-    unit_fp = {u: fingerprint(train_fp, s.name, [t.__dict__ for t in s.tasks], cfg.limit, cfg.split,
-                              *_holdout_key(prep.splits.get(s.name, {})))
-               for u, s in units.items()}
-    todo = [u for u in units if not run_dir.finished(u, unit_fp[u])]
+    settings = {"split": cfg.split, "limit": cfg.limit, "batch_size": cfg.batch_size}
+    keys = {u: unit_key.unit_key(name, method, prep.base_weights, prep.train_data, seed, s, prep.eval_data[s.name],
+                                 settings) for u, s in units.items()}
+    todo = []
+    for u in units:
+        stored, problem = run_dir.stored_result(u)
+        if stored is not None and stored.get("fingerprint") == keys[u].value:
+            if run_dir.manifest().get("units", {}).get(u.key, {}).get("status") != "done":
+                run_dir.set_status(u.key, "done")  # finished before a kill, not yet marked
+            continue
+        if problem != "missing":
+            why = problem if stored is None else keys[u].changes(stored.get("key"))
+            console.print(f"[yellow]rerun {u.key}: {why}[/]")
+        for f in ("result.json", "samples.jsonl"):  # a stale number never outlives its recomputation
+            (run_dir.unit_dir(u) / f).unlink(missing_ok=True)
+        todo.append(u)
     if not todo:
         console.print(f"[dim]{name}{'' if name == REFERENCE_METHOD else f' (seed {seed})'}: finished earlier, skipped[/]")
         run_dir.note_unit(f"{name}/seed{seed}", "skipped (finished earlier)")
+        if run_dir.manifest().get("units", {}).get(f"{name}/seed{seed}", {}).get("status") != "done":
+            run_dir.set_status(f"{name}/seed{seed}", "done")
         return
     artifact = run_dir.artifact_dir(name, seed)
     ctx = TrainContext(prep.base, prep.new_train, prep.old_pool, seed, artifact, prep.world_dir,
                        cfg.device, cfg.progress)
     stamp = artifact / "fingerprint.json"
-    if stamp.exists() and read_json(stamp).get("fingerprint") == train_fp:
+    stored, problem = integrity.read_sealed(stamp)
+    if stored is not None:
+        problem = integrity.verify_dir(artifact)
+        if problem is None and stored.get("fingerprint") != train_key.value:
+            problem = train_key.changes(stored.get("key"))
+    if problem is None:
         console.print(f"{name} (seed {seed}): loading the trained artifact")
         trained = method.load(ctx)
-        train_info = read_json(stamp).get("train_info")
+        train_info = stored.get("train_info")
     else:
+        if artifact.exists():
+            if problem != "missing":
+                console.print(f"[yellow]retrain {name}/seed{seed}: {problem}[/]")
+            shutil.rmtree(artifact)  # nothing of an unverified artifact is reused
         run_dir.set_status(f"{name}/seed{seed}", "training")
         if name == REFERENCE_METHOD:
             console.print(f"[bold]{name}[/]: evaluating the base model (not trained; once, whatever the seeds)")
@@ -195,16 +235,14 @@ def _run_method(cfg: RunConfig, prep: Prepared, run_dir: RunDir, name: str, meth
         torch.manual_seed(seed)  # adapter inits (LoRA's A ...) happen before the trainer seeds
         trained = method.train(ctx)
         train_info = trained.info.to_dict() if trained.info else None
-        atomic_write_json(stamp, {"fingerprint": train_fp, "train_info": train_info})
-    _evaluate_units(cfg, run_dir, todo, units, unit_fp, trained, method, train_info, console)
+        artifact.mkdir(parents=True, exist_ok=True)
+        integrity.fault_point("after-train-save")
+        integrity.seal_dir(artifact)
+        integrity.fault_point("after-artifact-seal")
+        atomic_write_json(stamp, integrity.seal_record({"fingerprint": train_key.value, "key": train_key.parts,
+                                                        "train_info": train_info}))
+    _evaluate_units(cfg, run_dir, todo, units, keys, trained, method, train_info, console)
     run_dir.set_status(f"{name}/seed{seed}", "done")
-
-
-def _holdout_key(split_summary: dict[str, dict[str, Any]]) -> list[Any]:
-    """What a seeded dev hold-out changes about a suite's splits (nothing for data with its own dev
-    split, so those fingerprints stay as they were)."""
-    held = {t: (v["dev_share"], v["dev_seed"]) for t, v in split_summary.items() if "dev_share" in v}
-    return [held] if held else []
 
 
 def _evaluate_units(cfg, run_dir, todo, units, unit_fp, trained: TrainedModel, method: Method,
@@ -216,7 +254,7 @@ def _evaluate_units(cfg, run_dir, todo, units, unit_fp, trained: TrainedModel, m
         tasks, records = evaluate_suite(trained.model, trained.processor, suite, cfg.limit, cfg.split, cfg.batch_size)
         result = {
             "unit": {"method": unit.method, "seed": unit.seed, "suite": unit.suite},
-            "fingerprint": unit_fp[unit], "role": suite.role, "split": cfg.split, "tasks": tasks,
+            "fingerprint": unit_fp[unit].value, "key": unit_fp[unit].parts, "role": suite.role, "split": cfg.split, "tasks": tasks,
             "method_config": method.config_dict(), "train_info": train_info,
             "limited": cfg.limit is not None, "eval_seconds": round(time.perf_counter() - started, 2),
         }

@@ -119,6 +119,9 @@ class RunDir:
         f.write(f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}")
         f.flush()
         self._lock_file = f
+        from .integrity import clean_temp_files
+
+        clean_temp_files(self.path)  # half-written files of a killed run (the lock says none is running)
         try:
             yield self
         finally:
@@ -132,18 +135,37 @@ class RunDir:
         return self.path / "manifest.json"
 
     def manifest(self) -> dict[str, Any]:
-        return read_json(self.manifest_path) if self.manifest_path.exists() else {"units": {}}
+        """The manifest; an unreadable one is bookkeeping only and is rebuilt (results carry their own
+        keys and checksums), with a notice."""
+        if not self.manifest_path.exists():
+            return {"units": {}}
+        try:
+            m = read_json(self.manifest_path)
+            if not isinstance(m, dict) or not isinstance(m.get("units", {}), dict):
+                raise ValueError
+            return m
+        except (ValueError, UnicodeDecodeError):
+            if self.manifest_path not in _NOTICED:
+                _NOTICED.add(self.manifest_path)
+                print(f"notice: {self.manifest_path} is unreadable; rebuilding it", file=sys.stderr)
+            return {"units": {}, "rebuilt": True}
 
     def update_manifest(self, **fields: Any) -> dict[str, Any]:
         m = self.manifest()
         m.update(fields)
-        atomic_write_json(self.manifest_path, m)
+        self._write_manifest(m)
         return m
 
     def set_status(self, key: str, status: str, **info: Any) -> None:
         m = self.manifest()
         m.setdefault("units", {})[key] = {"status": status, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **info}
         self._touch(m, key, status)
+        self._write_manifest(m)
+
+    def _write_manifest(self, m: dict[str, Any]) -> None:
+        from .integrity import fault_point
+
+        fault_point("manifest-write")  # a kill here leaves the old manifest and a temporary behind
         atomic_write_json(self.manifest_path, m)
 
     # -- history: one record per invocation, appended, never rewritten by a later one ----------
@@ -187,25 +209,53 @@ class RunDir:
     def artifact_dir(self, method: str, seed: int) -> Path:
         return self.path / method / f"seed{seed}" / "artifact"
 
-    def finished(self, unit: Unit, fp: str) -> bool:
-        """True when the unit's result exists and was produced under fingerprint ``fp``."""
-        path = self.unit_dir(unit) / "result.json"
-        if not path.exists():
-            return False
-        try:
-            return read_json(path).get("fingerprint") == fp
-        except json.JSONDecodeError:
-            return False
+    def stored_result(self, unit: Unit) -> tuple[dict[str, Any] | None, str | None]:
+        """(result, None) when the unit's result.json and samples.jsonl verify against their
+        checksums; else (None, why)."""
+        from .integrity import read_sealed
+
+        return read_sealed(self.unit_dir(unit) / "result.json", files=(SAMPLES,))
 
     def write_unit(self, unit: Unit, result: dict[str, Any], samples: list[dict[str, Any]]) -> None:
-        """Samples first, result last: a result.json only exists for a complete unit."""
+        """Samples first, result last (sealed with both checksums): a result.json that verifies only
+        exists for a complete unit."""
+        from .integrity import fault_point, seal_record, sha256_bytes
+
         d = self.unit_dir(unit)
-        atomic_write_text(d / "samples.jsonl", "".join(json.dumps(s, default=str) + "\n" for s in samples))
-        atomic_write_json(d / "result.json", result)
+        text = "".join(json.dumps(s, default=str) + "\n" for s in samples)
+        atomic_write_text(d / SAMPLES, text)
+        fault_point("after-samples")
+        result = json.loads(json.dumps(result, default=str))  # what will be read back
+        atomic_write_json(d / "result.json", seal_record({**result, "files": {SAMPLES: sha256_bytes(text.encode())}}))
+        fault_point("after-result")
 
     def results(self) -> list[dict[str, Any]]:
-        """Every unit result in the run, in a stable order."""
-        return [read_json(p) for p in sorted(self.path.glob("*/seed*/*/result.json"))]
+        """Every unit result in the run, in a stable order (each verified against its checksums)."""
+        return [verified_result(p) for p in sorted(self.path.glob("*/seed*/*/result.json"))]
+
+
+SAMPLES = "samples.jsonl"
+_NOTICED: set[Path] = set()
+
+
+def verified_result(path: Path) -> dict[str, Any]:
+    """A unit's result.json, verified with its samples; KoreBenchError naming the file otherwise."""
+    from .integrity import read_sealed
+
+    record, problem = read_sealed(path, files=(SAMPLES,))
+    if record is None and problem.endswith("carries no checksum"):
+        legacy = read_json(path)  # written before results were sealed: readable, never reused by `run`
+        if path.parent.parent.parent not in _NOTICED:
+            _NOTICED.add(path.parent.parent.parent)
+            print(f"notice: {path.parent.parent.parent} holds results written before checksums; they are "
+                  "read as they are (`kore-bench run` recomputes them)", file=sys.stderr)
+        record = legacy if isinstance(legacy, dict) else None
+    if record is None:
+        raise KoreBenchError(f"{path.parent}: {problem}; run `kore-bench run` on this run directory again "
+                             "to recompute it")
+    if not isinstance(record.get("tasks"), dict) or not isinstance(record.get("unit"), dict):
+        raise KoreBenchError(f"{path}: not a unit result (no tasks)")
+    return record
 
 
 def environment() -> dict[str, Any]:

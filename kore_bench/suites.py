@@ -190,6 +190,9 @@ def samples_fingerprint(samples: list[Sample]) -> str:
 def parse_suite(raw: dict[str, Any], file: Path | None = None) -> Suite:
     """Validate one suite definition; errors name the file and the field."""
     where = str(file) if file else "<suite>"
+    if not isinstance(raw, dict):
+        raise DataError(f"{where}: {'empty file' if raw is None else 'expected a mapping'}; a suite needs "
+                        "suite, role and tasks")
     for key in ("suite", "role", "tasks"):
         if key not in raw:
             raise DataError(f"{where}: missing field {key!r}")
@@ -210,6 +213,12 @@ def parse_suite(raw: dict[str, Any], file: Path | None = None) -> Suite:
 
         lm_eval = lm_eval_tasks.is_lm_eval(spec.source)
         foreign = sorted({"output_type", "generation", "prompt"} & set(t)) if lm_eval else []
+        if not lm_eval:
+            from .evaluate.metrics import METRICS
+
+            for m in spec.metrics:
+                if m not in METRICS:
+                    raise DataError(f"{where}: task {spec.name!r}: {UnknownNameError('metric', m, METRICS)}")
         if foreign:
             raise DataError(f"{where}: task {spec.name!r} is an lm-eval task, which brings its own prompt, "
                             f"output type and generation settings; remove {', '.join(foreign)}")

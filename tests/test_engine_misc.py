@@ -155,11 +155,12 @@ def test_length_grouped_batches_cover_each_sample_once_with_little_padding():
 
 
 def _write_samples(run: Path, method: str, seed: int, task_scores: dict[str, list[float]]) -> None:
-    path = run / method / f"seed{seed}" / "world-retention" / "samples.jsonl"
-    path.parent.mkdir(parents=True)
-    lines = [json.dumps({"task": task, "id": f"{task}-{i}", "scores": {"exact_match": v}})
-             for task, values in task_scores.items() for i, v in enumerate(values)]
-    path.write_text("\n".join(lines) + "\n")
+    from kore_bench.store import RunDir, Unit
+
+    records = [{"task": task, "id": f"{task}-{i}", "scores": {"exact_match": v}}
+               for task, values in task_scores.items() for i, v in enumerate(values)]
+    result = {"unit": {"method": method, "seed": seed, "suite": "world-retention"}, "tasks": {}}
+    RunDir(run).write_unit(Unit(method, seed, "world-retention"), result, records)  # sealed, as a run writes it
 
 
 def test_compare_pairs_samples_per_task_across_seeds(tmp_path):

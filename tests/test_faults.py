@@ -1,0 +1,280 @@
+"""Fault injection: kills at named points, byte corruption of each stored file kind, bad input.
+
+Each case asserts the outcome: recomputed with identical numbers, or exit 2 with a message naming
+the problem, and nothing half-written left behind.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kore_bench import cli, integrity
+from kore_bench.errors import KoreBenchError
+from kore_bench.runner import RunConfig, run
+
+FAST = {"lora": {"steps": 5}}
+
+
+def _cfg(out: Path) -> RunConfig:
+    return RunConfig(methods=["lora"], output=out, world="micro", seeds=[0], limit=4, progress=False,
+                     method_args={k: dict(v) for k, v in FAST.items()})
+
+
+def _scores(run_dir: Path) -> list[str]:
+    lines = (run_dir / "scores.csv").read_text().splitlines()
+    return sorted(lines)
+
+
+def _cli(argv: list[str], capsys) -> tuple[int, str]:
+    old = sys.argv
+    sys.argv = ["kore-bench", *argv]
+    try:
+        cli.main()
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    finally:
+        sys.argv = old
+    cap = capsys.readouterr()
+    return code, cap.err + cap.out
+
+
+@pytest.fixture(scope="module")
+def trained(micro_base, tmp_path_factory) -> Path:
+    return run(_cfg(tmp_path_factory.mktemp("faults") / "ref"))
+
+
+def _copy(trained: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "run"
+    shutil.copytree(trained, out)
+    return out
+
+
+def _mtimes(run_dir: Path, pattern: str) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for p in run_dir.glob(pattern)}
+
+
+# -- corruption of each stored file kind ---------------------------------------------------------------
+def test_damaged_artifact_tensor_bytes_are_retrained_to_identical_numbers(trained, tmp_path, capsys):
+    out = _copy(trained, tmp_path)
+    tensors = out / "lora" / "seed0" / "artifact" / "adapter_model.safetensors"
+    data = bytearray(tensors.read_bytes())
+    data[-100:-90] = b"\x00" * 10  # header intact, weights damaged
+    tensors.write_bytes(bytes(data))
+    for r in out.glob("lora/seed0/*/result.json"):  # force the artifact to be reused
+        rec = json.loads(r.read_text())
+        rec["fingerprint"] = "stale"
+        r.write_text(json.dumps(rec))
+    run(_cfg(out))
+    assert _scores(out) == _scores(trained)
+    assert integrity.verify_dir(out / "lora" / "seed0" / "artifact") is None
+
+
+def test_truncated_artifact_fingerprint_is_retrained(trained, tmp_path):
+    out = _copy(trained, tmp_path)
+    stamp = out / "lora" / "seed0" / "artifact" / "fingerprint.json"
+    stamp.write_text(stamp.read_text()[:40])
+    (out / "lora" / "seed0" / "world-new" / "result.json").unlink()
+    run(_cfg(out))
+    assert integrity.read_sealed(stamp)[1] is None
+    assert _scores(out) == _scores(trained)
+
+
+def test_edited_metric_in_result_is_reevaluated(trained, tmp_path):
+    out = _copy(trained, tmp_path)
+    path = out / "lora" / "seed0" / "world-retention" / "result.json"
+    rec = json.loads(path.read_text())
+    task = next(iter(rec["tasks"]))
+    metric = rec["tasks"][task]["primary_metric"]
+    rec["tasks"][task]["metrics"][metric] = 0.987
+    path.write_text(json.dumps(rec))
+    with pytest.raises(KoreBenchError, match="fails its checksum"):
+        from kore_bench.report import leaderboard
+
+        leaderboard(out)
+    others = _mtimes(out, "lora/seed0/world-new/result.json")
+    run(_cfg(out))
+    assert _scores(out) == _scores(trained)
+    assert _mtimes(out, "lora/seed0/world-new/result.json") == others  # only the damaged unit redone
+
+
+def test_cut_samples_file_is_refused_by_compare_and_recomputed_by_run(trained, tmp_path, capsys):
+    out = _copy(trained, tmp_path)
+    samples = out / "lora" / "seed0" / "world-retention" / "samples.jsonl"
+    lines = samples.read_text().splitlines(keepends=True)
+    samples.write_text("".join(lines[:-3]))  # cut at a line boundary
+    code, text = _cli(["compare", str(out), "--baseline", "base"], capsys)
+    assert code == 2 and "samples.jsonl fails its checksum" in text
+    run(_cfg(out))
+    assert samples.read_text().count("\n") == len(lines)
+    assert _scores(out) == _scores(trained)
+
+
+def test_garbled_manifest_is_rebuilt(trained, tmp_path):
+    out = _copy(trained, tmp_path)
+    (out / "manifest.json").write_text("{not json")
+    run(_cfg(out))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["units"]["lora/seed0"]["status"] == "done"
+    assert _scores(out) == _scores(trained)
+
+
+def test_cut_world_file_is_detected_and_exported_again(micro_world, capsys):
+    from kore_bench.cache import _VERIFIED, world_dir
+
+    target = micro_world / "retention" / "counting.jsonl"
+    original = target.read_text()
+    target.write_text("".join(original.splitlines(keepends=True)[:-2]))
+    _VERIFIED.clear()
+    assert world_dir("micro") == micro_world
+    assert target.read_text() == original
+    assert "exporting it again" in capsys.readouterr().err
+    assert not list(micro_world.parent.glob(f".{micro_world.name}.*[!k]"))  # no temporary left (lock kept)
+
+
+def test_garbled_base_checksums_are_a_reason_to_rebuild(tmp_path, monkeypatch):
+    from kore_bench import base, cache
+
+    monkeypatch.setenv("KORE_BENCH_CACHE", str(tmp_path))
+    monkeypatch.setattr(cache, "world_code_fingerprint", lambda: "fixed")
+    builds = []
+
+    def fake_build(world, arch, seed, target, console):
+        tmp = cache.new_temp_dir(target.parent, target.name)
+        (tmp / "model").mkdir()
+        (tmp / "model" / "weights.bin").write_bytes(b"\x01" * 64)
+        cache.publish(tmp, target)
+        builds.append(target)
+
+    monkeypatch.setattr(base, "_build", fake_build)
+    base.build_base("micro")
+    (builds[0] / "checksums.json").write_text("{garbage")
+    assert "unreadable" in cache.verify(builds[0])
+    stale = builds[0].parent / f".{builds[0].name}.abc123"  # a killed build's temporary
+    stale.mkdir()
+    base.build_base("micro")
+    assert len(builds) == 2 and cache.verify(builds[0]) is None and not stale.exists()
+
+
+# -- kill -9 at named points --------------------------------------------------------------------------
+@pytest.mark.parametrize("point", ["after-samples", "after-artifact-seal"])
+def test_kill_at_a_named_point_resumes_to_identical_numbers(trained, tmp_path, point):
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "kore_bench", "run", "--methods", "lora", "--world", "micro", "--seeds", "0",
+           "--limit", "4", "--set", "lora.steps=5", "--output", str(out), "--no-progress"]
+    env = {**os.environ, integrity.FAULT_ENV: point}
+    proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert proc.returncode == -9
+    assert not (out / "scores.csv").exists()
+    run(_cfg(out))
+    assert _scores(out) == _scores(trained)
+    assert not list(out.rglob(".*.tmp"))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert all(u["status"] == "done" for u in manifest["units"].values())
+
+
+def test_edited_evaluation_data_reruns_only_the_affected_units(trained, tmp_path, capsys):
+    """The key holds sample content: editing one retention answer reruns that suite's evaluation."""
+    out = _copy(trained, tmp_path)
+    cfg = _cfg(out)
+    from kore_bench import runner
+
+    real = runner._evaluation_data
+
+    def edited(suite, c):
+        value = real(suite, c)
+        return value + "-edited" if suite.name == "world-retention" else value
+
+    runner._evaluation_data = edited
+    try:
+        new = _mtimes(out, "*/seed0/world-new/result.json")
+        run(cfg)
+    finally:
+        runner._evaluation_data = real
+    assert "rerun lora/seed0/world-retention: data changed" in capsys.readouterr().err
+    assert _mtimes(out, "*/seed0/world-new/result.json") == new
+
+
+# -- bad input: one line, exit 2, before any work ------------------------------------------------------
+BAD = [
+    (["--limit", "-1"], "--limit -1"),
+    (["--limit", "0"], "--limit 0"),
+    (["--seeds", ","], "--seeds"),
+    (["--seeds", "0,a"], "'a' is not a non-negative integer"),
+    (["--set", "lora.rank=0"], "lora.rank=0: must be ≥ 1"),
+    (["--set", "lora.lr=abc"], "expected a number"),
+    (["--set", "lora.lr=nan"], "finite"),
+    (["--set", "lora.lr=inf"], "finite"),
+    (["--set", "lora.lr=-1"], "must be > 0"),
+    (["--set", "lora.steps=2.5"], "expected an integer"),
+    (["--set", "lora.steps=-5"], "must be ≥ 1"),
+    (["--batch-size", "0"], "--batch-size 0"),
+    (["--dev-share", "-0.2"], "--dev-share -0.2"),
+    (["--model", "/nonexistent"], "--model /nonexistent"),
+    (["--device", "gpu7"], "--device 'gpu7'"),
+]
+
+
+@pytest.mark.parametrize("extra,message", BAD, ids=[" ".join(b[0]) for b in BAD])
+def test_bad_option_exits_2_with_one_line(extra, message, tmp_path, capsys):
+    code, text = _cli(["run", "--methods", "lora", "--world", "micro", "--output", str(tmp_path / "o"), *extra],
+                      capsys)
+    assert code == 2, text
+    assert message in text and "Traceback" not in text
+    assert not (tmp_path / "o").exists()
+
+
+def test_output_that_is_a_file_or_under_one_exits_2(tmp_path, capsys):
+    f = tmp_path / "file"
+    f.write_text("x")
+    for target, message in ((f, "is a file"), (f / "sub", "is under the file")):
+        code, text = _cli(["run", "--methods", "lora", "--world", "micro", "--output", str(target)], capsys)
+        assert code == 2 and message in text
+
+
+@pytest.mark.parametrize("content,message", [
+    ("", "empty file"),
+    ("suite: s\nrole: retention\ntasks:\n  - task: t\n    source: {loader: jsonl, path: x.jsonl}\n"
+     "    metrics: [no_such_metric]\n", "unknown metric 'no_such_metric'"),
+])
+def test_bad_suite_yaml_exits_2(content, message, tmp_path, capsys):
+    (tmp_path / "bad.yaml").write_text(content)
+    code, text = _cli(["ls", "suites", "--include-path", str(tmp_path)], capsys)
+    assert code == 2 and message in text
+
+
+@pytest.mark.parametrize("source,message", [("raise RuntimeError('boom')\n", "RuntimeError: boom"),
+                                            ("def broken(:\n", "SyntaxError")])
+def test_plugin_that_does_not_import_exits_2(source, message, tmp_path, capsys):
+    (tmp_path / "plugin.py").write_text(source)
+    code, text = _cli(["ls", "methods", "--include-path", str(tmp_path)], capsys)
+    assert code == 2 and message in text and "plugin.py" in text
+
+
+@pytest.mark.parametrize("command", ["table", "compare"])
+def test_table_and_compare_on_a_missing_run_exit_2(command, tmp_path, capsys):
+    code, text = _cli([command, str(tmp_path / "nonexistent")], capsys)
+    assert code == 2 and "no such run directory" in text
+
+
+def test_bad_data_files_are_named_by_prepare(tmp_path):
+    from kore_bench.data import DataError, load_tsv
+    from kore_bench.validate import samples_readable
+
+    tsv = tmp_path / "t.tsv"
+    tsv.write_text("index\tquestion\timage\n1\tq?\taGVsbG8=\n")
+    with pytest.raises(DataError, match="missing column"):
+        load_tsv(tsv)
+    import base64
+
+    cell = base64.b64encode(b"not an image " * 10).decode()  # valid base64 (> 64 chars), not an image
+    tsv.write_text(f"index\tquestion\tanswer\timage\n1\tq?\ta\t{cell}\n")
+    samples, _ = load_tsv(tsv)
+    with pytest.raises(DataError, match=r"t\.tsv:2"):
+        samples_readable(samples, "test")
