@@ -237,6 +237,8 @@ def base_info(world: str, arch: str = "llava", seed: int | None = None) -> dict[
     info["intact"] = cache.verify(target) is None
     if (target / "scores.json").exists():
         info["scores"] = json.loads((target / "scores.json").read_text())
+    if (target / "at_chance.json").exists():  # retention tasks the base knows no better than chance
+        info["at_chance"] = json.loads((target / "at_chance.json").read_text())
     return info
 
 
@@ -260,13 +262,20 @@ def evaluate_base(world: str, arch: str = "llava", seed: int | None = None, limi
     wdir = cache.world_dir(world, seed)
     model, processor = ref.load()
     suites = load_suites()
+    from .evaluate.metrics import within_chance
+
     scores: dict[str, float] = {}
+    at_chance: list[str] = []
     for name in ("world-new", "world-retention"):
         suite = suites[name].with_variables(world=str(wdir))
         tasks, _ = evaluate_suite(model, processor, suite, limit, "test", 64)
         for task, t in tasks.items():
             for metric, value in t["metrics"].items():
                 scores[f"{task} {metric}"] = value
+            primary = t["metrics"][t["primary_metric"]]
+            if name == "world-retention" and t["chance"] is not None and within_chance(primary / 100, t["n"], t["chance"]):
+                at_chance.append(task)
     target = base_dir(world, arch, seed)
     (target / "scores.json").write_text(json.dumps(scores, indent=2))
+    (target / "at_chance.json").write_text(json.dumps(at_chance))
     return scores

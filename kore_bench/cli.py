@@ -396,8 +396,10 @@ def _print_info(info: dict | None) -> None:
     for name, key in (("knowledge stage", "knowledge_stage"), ("language stage", "train")):
         if stage := info.get(key):
             t.add_row(f"{name}: steps, final loss", f"{stage['steps']}, {stage['final_loss']:.3f}")
+    at_chance = set(info.get("at_chance") or [])
     for k, v in (info.get("scores") or {}).items():
-        t.add_row(f"score: {k}", f"{v:.1f}")
+        flag = "  (at chance: retention not measurable here)" if k.split(" ")[0] in at_chance else ""
+        t.add_row(f"score: {k}", f"{v:.1f}{flag}")
     out.print(t)
 
 

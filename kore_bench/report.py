@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .errors import KoreBenchError
-from .evaluate.metrics import ADAPTATION_METRICS, HEADLINE, check_retention_metric, headline
+from .evaluate.metrics import ADAPTATION_METRICS, HEADLINE, check_retention_metric, headline, within_chance
 from .store import atomic_write_text, read_json, verified_result
 
 MAIN = list(HEADLINE)
@@ -36,9 +36,26 @@ def tidy_scores(run: Path) -> pd.DataFrame:
                     "task": task, "category": t["category"], "metric": metric, "primary": metric == t["primary_metric"],
                     "value": value, "higher_is_better": t["higher_is_better"][metric], "n": t["n"],
                     "split": r.get("split", "test"), "limited": r.get("limited", False),
+                    "chance": t.get("chance"),
                 })
     return pd.DataFrame(rows, columns=["method", "seed", "suite", "role", "task", "category", "metric",
-                                       "primary", "value", "higher_is_better", "n", "split", "limited"])
+                                       "primary", "value", "higher_is_better", "n", "split", "limited", "chance"])
+
+
+NOT_MEASURABLE = "retention not measurable here"
+
+
+def chance_level_tasks(scores: pd.DataFrame, seed: int = 0) -> list[str]:
+    """Retention tasks on which the base's primary score (mean over seeds) lies within the seeded
+    binomial interval of the task's chance level: they cannot show forgetting (NOT_MEASURABLE)."""
+    rows = scores[(scores.method == "base") & (scores.role == "retention") & scores.primary]
+    out = []
+    for task, g in rows.groupby("task", sort=True):
+        chance = g["chance"].dropna()
+        if len(chance) and within_chance(g["value"].mean() / 100, int(g["n"].iloc[0]), float(chance.iloc[0]),
+                                         seed=seed):
+            out.append(task)
+    return out
 
 
 def result_files(run: Path) -> list[Path]:
@@ -118,7 +135,9 @@ def leaderboard(run: Path) -> pd.DataFrame:
     base_kr = table.loc[table.method == "base", "K.R"]
     table.insert(table.columns.get_loc("Avg_std") + 1, "ΔK.R",
                  table["K.R"] - (base_kr.iloc[0] if len(base_kr) else math.nan))
-    ordered = ["method"] + [c for m in MAIN for c in (m, f"{m}_std")] + ["ΔK.R"] + categories
+    flagged = chance_level_tasks(scores) if len(scores) else []
+    table.insert(table.columns.get_loc("ΔK.R") + 1, "K.R at chance", ", ".join(flagged) or "-")
+    ordered = ["method"] + [c for m in MAIN for c in (m, f"{m}_std")] + ["ΔK.R", "K.R at chance"] + categories
     return table[ordered + ["trainable_params", "train_seconds", "seeds", "status"]]
 
 
@@ -171,7 +190,8 @@ LATEX_CAPTION = (
 def to_latex(table: pd.DataFrame, std: bool = False, caption: str | None = None) -> str:
     """A booktabs ``table`` with a caption; per score column the best value bold, the second
     underlined (base excluded); ``std``: K.A, K.R, Avg ... as mean $\\pm$ std over seeds."""
-    score_cols = [c for c in table.columns if c not in ("method", "trainable_params", "train_seconds", "seeds", "status")
+    score_cols = [c for c in table.columns if c not in ("method", "trainable_params", "train_seconds", "seeds", "status",
+                                                        "K.R at chance")
                   and not c.endswith("_std")]
     ranked = table[table.method != "base"]
     marks: dict[tuple[int, str], str] = {}
@@ -205,6 +225,9 @@ def to_latex(table: pd.DataFrame, std: bool = False, caption: str | None = None)
             lines.append(r"\midrule")
     lines += [r"\bottomrule", r"\end{tabular}", r"\caption{" + text + "}", r"\label{tab:kore-bench}",
               r"\end{table}"]
+    flagged = table["K.R at chance"].iloc[0] if "K.R at chance" in table and len(table) else "-"
+    if flagged != "-":
+        lines.append(f"% {NOT_MEASURABLE} (base within the binomial interval of chance): {esc(flagged)}")
     return "\n".join(lines) + "\n"
 
 

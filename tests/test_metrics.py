@@ -277,3 +277,45 @@ def test_lower_is_better_retention_metric_is_refused_before_averaging() -> None:
                  primary=True, value=10.0, higher_is_better=False, n=4, split="test", limited=False)]
     with pytest.raises(KoreBenchError, match="lower-is-better"):
         per_seed(pd.DataFrame(rows))
+
+
+def test_chance_level_per_output_type_and_the_seeded_interval() -> None:
+    from kore_bench.evaluate.metrics import chance_level, within_chance
+
+    assert chance_level("multiple_choice", ["A", "B"], [{"A": "x", "B": "y"}, {"A": "x", "B": "y", "C": "z", "D": "w"}]) \
+        == pytest.approx((1 / 2 + 1 / 4) / 2)
+    assert chance_level("yes_no", ["yes", "no", "yes", "no"]) == 0.5
+    assert chance_level("yes_no", ["yes", "yes", "yes", "no"]) == 0.75  # the majority class
+    assert chance_level("generate", ["red", "Red.", "blue", "top left"]) == 0.5  # best constant answer: "red"
+    with pytest.raises(ValueError, match="choices"):
+        chance_level("multiple_choice", ["A"], [None])
+    # 100 yes/no items: 55 % is chance (the old hallucination task), 80 % is not; seeded, so repeatable
+    assert within_chance(0.55, 100, 0.5) and not within_chance(0.80, 100, 0.5)
+    assert within_chance(0.29, 100, 0.25) and not within_chance(0.98, 100, 0.25)
+    assert within_chance(0.10, 100, 0.25)  # below chance is not measurable either
+    assert within_chance(0.59, 100, 0.5, seed=3) == within_chance(0.59, 100, 0.5, seed=3)
+
+
+def test_leaderboard_flags_retention_tasks_the_base_knows_at_chance(tmp_path) -> None:
+    import json
+
+    from kore_bench.report import leaderboard, to_latex, to_markdown
+
+    def unit(method: str, suite: str, role: str, tasks: dict) -> None:
+        d = tmp_path / method / "seed0" / suite
+        d.mkdir(parents=True)
+        (d / "result.json").write_text(json.dumps({"unit": {"method": method, "seed": 0, "suite": suite},
+                                                   "role": role, "split": "test", "tasks": tasks}))
+
+    def task(category: str, metric: str, value: float, chance: float | None) -> dict:
+        return {"category": category, "primary_metric": metric, "metrics": {metric: value},
+                "higher_is_better": {metric: True}, "n": 100, "chance": chance}
+
+    for method, yes_no, counting in (("base", 55.0, 98.0), ("lora", 51.0, 90.0)):
+        unit(method, "world-new", "new_knowledge", {"world-new": task("new_knowledge", "cem", 5.0, None)})
+        unit(method, "world-retention", "retention", {"hallucination": task("hallucination", "yes_no_accuracy", yes_no, 0.5),
+                                                      "counting": task("counting", "exact_match", counting, 0.3)})
+    table = leaderboard(tmp_path)
+    assert list(table["K.R at chance"]) == ["hallucination", "hallucination"]  # counting (98 vs chance 30) is not
+    assert table.loc[table.method == "base", "K.R"].iloc[0] == pytest.approx((55 + 98) / 2)  # K.R keeps its definition
+    assert "K.R at chance" in to_markdown(table) and "not measurable here" in to_latex(table)

@@ -31,7 +31,7 @@ from ..registry import Registry
 from .. import vlmeval
 from . import lm_eval_tasks
 from .generation import generate
-from .metrics import get_metric, score_task
+from .metrics import chance_level, get_metric, score_task
 
 if TYPE_CHECKING:
     from ..suites import Suite, TaskSpec
@@ -133,6 +133,15 @@ def _vlmeval(model, processor, suite: "Suite", task: "TaskSpec", samples: Sequen
     return TaskResult(means, higher, records, extra)
 
 
+def task_chance(output_type: str, samples: Sequence[Sample]) -> float | None:
+    """The task's chance level (a fraction, :func:`~.metrics.chance_level`); None where the items do
+    not define one (e.g. a multiple-choice item without its choices, an lm-eval task)."""
+    try:
+        return chance_level(output_type, [s.answer for s in samples], [s.choices for s in samples])
+    except ValueError:
+        return None
+
+
 def evaluate_suite(model, processor, suite: "Suite", limit: int | None, split: str,
                    batch_size: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Scores of one suite (per task) and the per-sample records, each task by its backend."""
@@ -148,6 +157,7 @@ def evaluate_suite(model, processor, suite: "Suite", limit: int | None, split: s
             "category": task.category,
             "primary_metric": task.primary_metric,
             "metrics": result.means,
+            "chance": task_chance(task.output_type, samples),
             "higher_is_better": result.higher_is_better,
             "n": len(samples),
             "seconds": round(time.perf_counter() - started, 2),

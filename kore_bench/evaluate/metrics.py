@@ -456,3 +456,35 @@ def paired_test(a: Sequence[float], b: Sequence[float], *, n_resamples: int = 10
     return {"n": n, "mean_a": float(x.mean()), "mean_b": float(y.mean()), "mean_diff": float(d.mean()),
             "ci_low": float(ci_low), "ci_high": float(ci_high), "p_value": float(p_value),
             "p_method": method}
+
+
+def chance_level(output_type: str, golds: Sequence[str], choices: Sequence[Mapping[str, str] | None] = ()) -> float:
+    """What a model that ignores the input scores on a task, as a fraction.
+
+    Multiple choice: the mean of 1/options over items; yes/no: the majority class's share (0.5 when
+    balanced); generation: the share of the best constant answer (the most frequent normalised gold).
+    """
+    if not golds:
+        raise ValueError("chance_level needs the task's items")
+    if output_type == "multiple_choice":
+        if len(choices) != len(golds) or any(not c for c in choices):
+            raise ValueError("chance_level of a multiple-choice task needs every item's choices")
+        return sum(1 / len(c) for c in choices if c) / len(golds)
+    norm = (lambda g: g.strip().lower()) if output_type == "yes_no" else vqa_normalize
+    counts: dict[str, int] = {}
+    for g in golds:
+        counts[norm(g)] = counts.get(norm(g), 0) + 1
+    best = max(counts.values()) / len(golds)
+    return max(best, 0.5) if output_type == "yes_no" else best
+
+
+def within_chance(score: float, n: int, chance: float, *, seed: int = 0, level: float = 0.95,
+                  n_resamples: int = 10_000) -> bool:
+    """Whether ``score`` (a fraction over ``n`` items) lies inside the seeded binomial interval of a
+    chance-level scorer: ``n_resamples`` draws of Binomial(n, chance)/n, central ``level`` share.
+    True means the task cannot show retention here ("retention not measurable here")."""
+    if n <= 0:
+        raise ValueError("within_chance needs at least one item")
+    draws = np.random.default_rng(seed).binomial(n, chance, n_resamples) / n
+    hi = float(np.quantile(draws, 1 - (1 - level) / 2))
+    return bool(score <= hi)  # at or below the interval's top: not distinguishable from (or worse than) chance
