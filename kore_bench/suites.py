@@ -213,12 +213,6 @@ def parse_suite(raw: dict[str, Any], file: Path | None = None) -> Suite:
 
         lm_eval = lm_eval_tasks.is_lm_eval(spec.source)
         foreign = sorted({"output_type", "generation", "prompt"} & set(t)) if lm_eval else []
-        if not lm_eval:
-            from .evaluate.metrics import METRICS
-
-            for m in spec.metrics:
-                if m not in METRICS:
-                    raise DataError(f"{where}: task {spec.name!r}: {UnknownNameError('metric', m, METRICS)}")
         if foreign:
             raise DataError(f"{where}: task {spec.name!r} is an lm-eval task, which brings its own prompt, "
                             f"output type and generation settings; remove {', '.join(foreign)}")
@@ -226,6 +220,7 @@ def parse_suite(raw: dict[str, Any], file: Path | None = None) -> Suite:
             spec.output_type = lm_eval_tasks.LOADER
         elif vlmeval.is_vlmeval(spec.source):
             spec.output_type = vlmeval.LOADER
+            _check_vlmeval_metrics(spec, where)
         elif spec.output_type not in BACKENDS or spec.output_type in (lm_eval_tasks.LOADER, vlmeval.LOADER):
             types = [n for n in BACKENDS.names() if n not in (lm_eval_tasks.LOADER, vlmeval.LOADER)]
             raise DataError(f"{where}: task {spec.name!r}: output_type must be one of {', '.join(types)}, "
@@ -234,6 +229,17 @@ def parse_suite(raw: dict[str, Any], file: Path | None = None) -> Suite:
             _check_metrics(spec, raw["role"], where)
         tasks.append(spec)
     return Suite(raw["suite"], raw["role"], tasks, raw.get("train"), raw.get("description", ""), file)
+
+
+def _check_vlmeval_metrics(spec: TaskSpec, where: str) -> None:
+    """A VLMEvalKit benchmark reports its own metrics (VLMEvalKit's names): each asked must be one."""
+    try:
+        bench = vlmeval.get_benchmark(spec.source.get("benchmark", ""))
+    except KoreBenchError as e:
+        raise DataError(f"{where}: task {spec.name!r}: {e}") from None
+    for name in spec.metrics:
+        if name not in bench.metrics:
+            raise DataError(f"{where}: task {spec.name!r}: {UnknownNameError(f'metric of {bench.name}', name, bench.metrics)}")
 
 
 def _check_metrics(spec: TaskSpec, role: str, where: str) -> None:

@@ -28,8 +28,8 @@ def batch(processor, samples):
 
 def test_ewc_penalty_zero_at_init_and_rises_with_the_fisher_of_what_moves(micro_base, data):
     from kore_bench.train import encode_all
-    from methods.ewc import EwcConfig, compute_fisher, ewc_penalty
-    from methods.lora import add_lora
+    from kore_bench.methods.ewc import EwcConfig, compute_fisher, ewc_penalty
+    from kore_bench.methods.lora import add_lora
 
     model, processor = micro_base.load()
     fisher = compute_fisher(model, encode_all(processor, data[1]))
@@ -53,7 +53,7 @@ def test_ewc_penalty_zero_at_init_and_rises_with_the_fisher_of_what_moves(micro_
 
 
 def test_ewc_without_old_data_is_a_clear_error(micro_base, data, tmp_path):
-    from methods.ewc import EWC
+    from kore_bench.methods.ewc import EWC
 
     ctx = TrainContext(micro_base, data[0], [], 0, tmp_path / "a", progress=False)
     with pytest.raises(KoreBenchError, match="old-knowledge data"):
@@ -62,8 +62,8 @@ def test_ewc_without_old_data_is_a_clear_error(micro_base, data, tmp_path):
 
 @pytest.mark.parametrize("projector_lr", [None, 2e-4])  # adapter disabled / frozen copy
 def test_lwf_loss_zero_at_init_and_positive_once_the_student_moves(micro_base, data, projector_lr):
-    from methods.lora import add_lora
-    from methods.lwf import LwF
+    from kore_bench.methods.lora import add_lora
+    from kore_bench.methods.lwf import LwF
 
     method = LwF.from_overrides({"projector_lr": projector_lr})
     model, processor = micro_base.load()
@@ -80,7 +80,7 @@ def test_lwf_loss_zero_at_init_and_positive_once_the_student_moves(micro_base, d
 
 
 def test_moelora_router_weights_sum_to_one_and_layer_is_the_expert_mixture():
-    from methods.moelora import MoELoRALinear
+    from kore_bench.methods.moelora import MoELoRALinear
 
     torch.manual_seed(0)
     layer = MoELoRALinear(torch.nn.Linear(16, 12), rank=8, experts=4, alpha=16, dropout=0.0)
@@ -99,8 +99,8 @@ def test_moelora_router_weights_sum_to_one_and_layer_is_the_expert_mixture():
 
 
 def test_o_lora_penalty_zero_for_orthogonal_factors(micro_base):
-    from methods.lora import add_lora, linear_shapes
-    from methods.o_lora import OLoraConfig, orthogonality_penalty
+    from kore_bench.methods.lora import add_lora, linear_shapes
+    from kore_bench.methods.o_lora import OLoraConfig, orthogonality_penalty
 
     model = add_lora(micro_base.load()[0], OLoraConfig(rank=4))
     names = list(linear_shapes(model))
@@ -121,7 +121,7 @@ def test_o_lora_penalty_zero_for_orthogonal_factors(micro_base):
 
 
 def test_mks2_equals_the_base_at_init_and_stage2_starts_from_stage1(micro_base, data):
-    from methods.mks2 import MKS2, add_mks2, mixtures
+    from kore_bench.methods.mks2 import MKS2, add_mks2, mixtures
 
     base, processor = micro_base.load()
     b = batch(processor, data[0])
