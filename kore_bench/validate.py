@@ -112,9 +112,8 @@ def seeds(value: str) -> list[int]:
 
 
 def run_settings(cfg) -> None:
-    """Check a RunConfig's own values (CLI and API alike), before anything is loaded."""
-    if not cfg.methods:
-        raise KoreBenchError("--methods: give at least one method")
+    """Check a RunConfig's own values (CLI and API alike), before anything is loaded. (``methods``
+    may be empty here: tune, frontier and diagnose prepare a run template without methods.)"""
     if not cfg.seeds:
         raise KoreBenchError("--seeds: give at least one seed")
     for s in cfg.seeds:
