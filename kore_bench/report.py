@@ -244,8 +244,11 @@ def to_rich(table: pd.DataFrame, title: str = "", wide: bool = False) -> Table:
     ``wide``: every column (CEM, F1 and the categories too) in one table."""
     if wide:
         return _rich_wide(table, title)
-    t = Table(title=title or None, caption="×100, mean over seeds; ± : std over seeds; ΔK.R: against base",
-              caption_justify="left")
+    caption = "×100, mean over seeds; ± : std over seeds; ΔK.R: against base"
+    flagged = table["K.R at chance"].iloc[0] if "K.R at chance" in table and len(table) else "-"
+    if flagged != "-":
+        caption += f"\nat chance on the base ({NOT_MEASURABLE}): {flagged}"
+    t = Table(title=title or None, caption=caption, caption_justify="left")
     t.add_column("method", justify="left", no_wrap=True)
     for c in COMPACT:
         t.add_column(c, justify="right")
@@ -277,7 +280,7 @@ def categories_rich(table: pd.DataFrame, title: str = "retention per category (�
 def categories(table: pd.DataFrame) -> list[str]:
     """The leaderboard's retention-category columns (between ΔK.R and the bookkeeping columns)."""
     cols = list(table.columns)
-    return cols[cols.index("ΔK.R") + 1 : cols.index("trainable_params")]
+    return [c for c in cols[cols.index("ΔK.R") + 1 : cols.index("trainable_params")] if c != "K.R at chance"]
 
 
 def _fmt_signed(v: Any) -> str:
@@ -428,7 +431,7 @@ def _pair_once_evaluated(a: dict[tuple[int, str], float], b: dict[tuple[int, str
 
 def compare_definitions(rows: list[dict[str, Any]]) -> list[str]:
     """What ``compare``'s columns mean, printed with every comparison."""
-    from .metrics import _EXACT_MAX_N
+    from .evaluate.metrics import _EXACT_MAX_N
 
     baseline = rows[0]["baseline"] if rows else "the baseline"
     methods = sorted({r["p_method"] for r in rows if "p_method" in r})

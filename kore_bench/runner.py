@@ -139,8 +139,6 @@ def run(cfg: RunConfig, console: Console | None = None) -> Path:
 
 
 def _run(cfg: RunConfig, console: Console) -> Path:
-    if not cfg.methods:
-        raise KoreBenchError("--methods: give at least one method")
     prep = prepare(cfg, console)
     run_dir = RunDir(cfg.output)
     data_fp = prep.train_data

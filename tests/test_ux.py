@@ -143,10 +143,11 @@ def test_method_colours_are_fixed_and_distinct():
 
 # -- compare ----------------------------------------------------------------------------------
 def _write_samples(run: Path, method: str, seed: int, values: list[float]) -> None:
-    path = run / method / f"seed{seed}" / "world-retention" / "samples.jsonl"
-    path.parent.mkdir(parents=True)
-    path.write_text("".join(json.dumps({"task": "ocr", "id": f"ocr-{i}", "scores": {"exact_match": v}}) + "\n"
-                            for i, v in enumerate(values)))
+    from kore_bench.store import RunDir, Unit
+
+    records = [{"task": "ocr", "id": f"ocr-{i}", "scores": {"exact_match": v}} for i, v in enumerate(values)]
+    result = {"unit": {"method": method, "seed": seed, "suite": "world-retention"}, "tasks": {}}
+    RunDir(run).write_unit(Unit(method, seed, "world-retention"), result, records)  # sealed, as a run writes it
 
 
 def test_compare_pairs_the_base_with_every_seed_and_says_so(tmp_path):
