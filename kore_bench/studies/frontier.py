@@ -227,7 +227,7 @@ def plot(table: pd.DataFrame, png: Path, svg: Path, param: str, split: str) -> N
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .plotstyle import iso_avg_lines, method_colour
+    from ..plotstyle import iso_avg_lines, method_colour
 
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
     curves = table[(table.method != REFERENCE_METHOD)].dropna(subset=["K.A", "K.R"])
