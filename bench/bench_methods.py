@@ -32,7 +32,8 @@ def main() -> None:
 
     wd = world_dir(args.world)
     suites = load_suites()
-    new = suites["world-new"].with_variables(world=str(wd)).train_samples()
+    suite = suites["world-new"].with_variables(world=str(wd))
+    new = suite.train_samples()
     old = suites["world-retention"].with_variables(world=str(wd)).train_samples()
     base = build_base(args.world, "llava")
     segments: list[list[float]] = []
@@ -53,7 +54,7 @@ def main() -> None:
         method = cls.from_overrides({k: v for k, v in overrides.items() if k in names})
         segments.clear()
         with tempfile.TemporaryDirectory() as tmp:
-            info = method.train(TrainContext(base, new, old, 0, Path(tmp) / "a", wd, progress=True)).info
+            info = method.train(TrainContext(base, new, old, 0, Path(tmp) / "a", suite, progress=True)).info
         times = [statistics.median([b - a for a, b in zip(s[2:], s[3:])]) for s in segments]
         if key == "mks2":
             rows["mks2 stage 1"] = (times[0], method.declared_stage1(base.load()[0]))

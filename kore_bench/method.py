@@ -1,6 +1,15 @@
 """What a method is: a typed config, a training procedure on the shared trainer, an artifact.
 
-A method module (built-in in ``methods/`` or in a user's folder) looks like::
+The contract. ``Method.train(ctx)`` is a template: load the base; compute the :meth:`~Method.penalty`
+(a regulariser built from the base and the old data, e.g. EWC's Fisher); :meth:`~Method.prepare`
+the model (by default :meth:`~Method.trainable_model`: wrap it with an adapter, freeze parts);
+choose the :meth:`~Method.training_samples`, the :meth:`~Method.trainable_groups` and the
+:meth:`~Method.batch_source` (replay's memory); train on the one trainer
+(:func:`kore_bench.train.train_model`, on ``ctx.device``); save in the declared ``artifact``
+format. A method overrides the hooks it needs, or ``train`` itself (a two-stage method). It
+declares ``seed_dependent`` (False: trained once per run whatever the seeds, e.g. ``base``), its
+``search_space`` and the sharding modes it cannot train under. A method module (built-in in
+``methods/`` or in a user's folder)::
 
     @dataclass
     class MyConfig(MethodConfig):
@@ -9,7 +18,7 @@ A method module (built-in in ``methods/`` or in a user's folder) looks like::
     @register_method("my-method")
     class MyMethod(Method):
         Config = MyConfig
-        def train(self, ctx: TrainContext) -> TrainedModel: ...
+        def trainable_model(self, model): return add_my_adapter(model, self.config.rank)
 
 The engine never special-cases a method: it builds the context, calls ``train`` (or ``load`` on
 resume) and evaluates whatever model comes back.
@@ -18,17 +27,24 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
+from .adapters.artifacts import PLAIN, ArtifactFormat, load_artifact, save_artifact
 from .data import Sample
 from .errors import KoreBenchError
 from .registry import METHODS
-from .train import TrainConfig, TrainInfo
+from .train import BatchSource, ParamGroup, TrainConfig, TrainInfo, train_model
+
+if TYPE_CHECKING:
+    from .suites import Suite
+
+__all__ = ["ArtifactFormat", "BaseModelRef", "Method", "MethodConfig", "TrainContext", "TrainedModel",
+           "load_artifact", "projector_groups", "register_method", "save_artifact"]
 
 
 @dataclass
@@ -73,9 +89,14 @@ class TrainContext:
     old_data: list[Sample]  # old-knowledge pool of the retention suites (replay, calibration)
     seed: int
     artifact_dir: Path
-    world_dir: Path | None = None  # structured facts of the embedded world, when it is the source
-    device: str | None = None
+    suite: "Suite | None" = None  # the new-knowledge suite (its structured facts: ``suite.facts_dir()``)
+    device: str | None = None  # where to train and evaluate (the runner resolves it)
     progress: bool = True
+
+    @property
+    def facts_dir(self) -> Path | None:
+        """The new knowledge's structured facts (the embedded world's ``world.json``), if its suite has them."""
+        return self.suite.facts_dir() if self.suite is not None else None
 
 
 @dataclass(frozen=True)
@@ -101,14 +122,17 @@ class TrainedModel:
     info: TrainInfo | None = None
 
 
-class Method(ABC):
-    """Base class of all methods; subclasses set ``Config`` and implement ``train``."""
+class Method:
+    """Base class of all methods: ``Config``, the hooks of the ``train`` template, the artifact format."""
 
     name: ClassVar[str] = ""
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     # settings ``kore-bench tune`` searches and ``frontier`` sweeps (kore_bench.search); None: the
     # learning rate within a factor of 5 of the config's default
     search_space: ClassVar[dict[str, Any] | None] = None
+    # False: the result does not depend on the training seed; trained and evaluated once per run
+    seed_dependent: ClassVar[bool] = True
+    artifact: ClassVar[ArtifactFormat] = PLAIN
 
     @classmethod
     def space(cls) -> dict[str, Any]:
@@ -159,14 +183,50 @@ class Method(ABC):
     def config_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self.config)
 
-    @abstractmethod
+    # ------------------------------------------------------------------ the template and its hooks
+
     def train(self, ctx: TrainContext) -> TrainedModel:
-        """Train from ``ctx.base`` on ``ctx.new_data`` and save the artifact to ``ctx.artifact_dir``."""
+        """Train from ``ctx.base`` on the chosen samples and save the artifact to ``ctx.artifact_dir``."""
+        model, processor = ctx.base.load(ctx.device)
+        penalty = self.penalty(model, processor, ctx)
+        model = self.prepare(model, processor, ctx)
+        info = train_model(model, processor, self.training_samples(ctx), self.config, ctx.seed,
+                           self.trainable_groups(model), extra_loss=penalty, batches=self.batch_source(ctx),
+                           device=ctx.device, progress=ctx.progress)
+        self.save(model, ctx.artifact_dir)
+        return TrainedModel(model, processor, info)
+
+    def penalty(self, base: torch.nn.Module, processor, ctx: TrainContext) -> Callable | None:
+        """A regulariser ``f(model, batch, outputs)`` added to the loss, built from the untouched base
+        (before :meth:`prepare`) and the old data; default: none."""
+        return None
+
+    def prepare(self, model: torch.nn.Module, processor, ctx: TrainContext) -> torch.nn.Module:
+        """The model to train; default: :meth:`trainable_model` (no calibration needed)."""
+        return self.trainable_model(model)
+
+    def training_samples(self, ctx: TrainContext) -> list[Sample]:
+        """What the trainer sees; default: the new knowledge as given."""
+        return list(ctx.new_data)
+
+    def trainable_groups(self, model: torch.nn.Module) -> list[ParamGroup]:
+        """Parameter groups with their own learning rate; default: the projector at ``projector_lr``
+        (frozen when None). Every other parameter left trainable by :meth:`prepare` trains at ``lr``."""
+        return projector_groups(model, self.config.projector_lr)
+
+    def batch_source(self, ctx: TrainContext) -> BatchSource | None:
+        """How batches are made (None: length-grouped batches of the training samples)."""
+        return None
+
+    def rebuild(self, model: torch.nn.Module) -> torch.nn.Module:
+        """A fresh base with the method's own (non-peft) structure added, before its trained tensors
+        are loaded; default: unchanged (peft adapters rebuild themselves from the artifact)."""
+        return model
 
     def load(self, ctx: TrainContext) -> TrainedModel:
         """Rebuild the trained model from ``ctx.artifact_dir`` (used when a run resumes)."""
         model, processor = ctx.base.load(ctx.device)
-        return TrainedModel(load_artifact(model, ctx.artifact_dir), processor)
+        return TrainedModel(self.artifact.load(self.rebuild(model), ctx.artifact_dir), processor)
 
     def declared_trainable(self, model: torch.nn.Module) -> int:
         """Parameters the method's (last) training stage trains on ``model``, a fresh base.
@@ -177,53 +237,9 @@ class Method(ABC):
         """
         raise NotImplementedError(f"method {self.name!r} does not declare its trainable parameters")
 
-    @staticmethod
-    def save(model: torch.nn.Module, artifact_dir: Path) -> None:
-        """Save what training changed: a peft adapter as such, plus every other trainable tensor."""
-        save_artifact(model, artifact_dir)
-
-
-TRAINED_TENSORS = "trained.safetensors"
-
-
-def save_artifact(model: torch.nn.Module, artifact_dir: Path) -> None:
-    """A peft adapter (``save_pretrained``) and/or the trainable tensors outside it (projector ...)."""
-    from safetensors.torch import save_file
-
-    artifact_dir.mkdir(parents=True, exist_ok=True)
-    is_peft = hasattr(model, "peft_config")
-    if is_peft:
-        model.save_pretrained(artifact_dir)
-    extra = {
-        name: p.detach().contiguous()
-        for name, p in model.named_parameters()
-        if p.requires_grad and not (is_peft and "lora_" in name)
-    }
-    if extra:
-        save_file(extra, str(artifact_dir / TRAINED_TENSORS))
-
-
-def load_artifact(model: torch.nn.Module, artifact_dir: Path) -> torch.nn.Module:
-    """The inverse of :func:`save_artifact` applied to a fresh base model."""
-    from safetensors.torch import load_file
-
-    if not artifact_dir.is_dir():
-        raise KoreBenchError(f"{artifact_dir}: no artifact to load")
-    if (artifact_dir / "adapter_config.json").exists():
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, artifact_dir)
-    if (artifact_dir / TRAINED_TENSORS).exists():
-        state = load_file(str(artifact_dir / TRAINED_TENSORS))
-        own = dict(model.named_parameters())
-        alien = [k for k in state if k not in own]
-        if alien:
-            raise KoreBenchError(f"{artifact_dir}: artifact does not fit the base model ({alien[:3]} ...)")
-        with torch.no_grad():
-            for k, v in state.items():
-                own[k].copy_(v)
-    model.eval()
-    return model
+    def save(self, model: torch.nn.Module, artifact_dir: Path) -> None:
+        """Save what training changed, in the method's declared ``artifact`` format."""
+        self.artifact.save(model, artifact_dir)
 
 
 def register_method(name: str):
@@ -241,7 +257,6 @@ def register_method(name: str):
 def projector_groups(model: torch.nn.Module, lr: float | None) -> list:
     """Make the multimodal projector trainable at its own learning rate (none when ``lr`` is None)."""
     from .models.parts import projector
-    from .train import ParamGroup
 
     params = list(projector(model).parameters())
     for p in params:

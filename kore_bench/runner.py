@@ -40,7 +40,7 @@ class RunConfig:
     retention: list[str] = field(default_factory=lambda: ["world-retention"])
     limit: int | None = None
     split: str = "test"  # test: reported scores; dev: selection (tune) only
-    dev_share: float = 0.1  # evaluation data without a dev split: seeded share held out as dev, not tested
+    dev_share: float = 0.0  # evaluation data without a dev split: seeded share held out as dev, not tested
     dev_seed: int = 0
     tuned: Path | None = None  # a `kore-bench tune` directory whose winning settings the methods use
     reference: bool = True  # also evaluate the un-injected base (tuning trials skip it)
@@ -61,6 +61,7 @@ class Prepared:
     new_train: list[Sample]
     old_pool: list[Sample]
     world_dir: Path | None
+    device: str  # where every method trains and every model is evaluated (--device, else CUDA if present)
     splits: dict[str, dict[str, Any]] = field(default_factory=dict)  # suite → task → dev/test counts
     tuned: dict[str, Any] | None = None  # what --tuned applied, with its provenance
     base_weights: str = ""  # hash of the base model's files (unit_key.weights_hash)
@@ -83,7 +84,7 @@ def prepare(cfg: RunConfig, console: Console) -> Prepared:
         registry.get(n)  # a typo in --set is an error too
     method_args, tuned = cfg.method_args, None
     if cfg.tuned is not None:
-        from .studies.tune import apply_tuned
+        from .studies.tuned import apply_tuned
 
         method_args, tuned = apply_tuned(cfg.tuned, [n for n in names if registry.get(n).space()], cfg.method_args)
     methods = {n: registry.get(n).from_overrides(method_args.get(n, {})) for n in names}
@@ -111,9 +112,18 @@ def prepare(cfg: RunConfig, console: Console) -> Prepared:
         tuned["other_base"] = True
     if tuned is not None:
         tuned["base_fingerprints"] = sorted(tuned["base_fingerprints"])
-    return Prepared(methods, suites, base, new_train, old_pool, world_dir, splits, tuned,
+    return Prepared(methods, suites, base, new_train, old_pool, world_dir, resolve_device(cfg.device), splits, tuned,
                     base_weights=unit_key.weights_hash(base.path), train_data=unit_key.samples_hash(new_train + old_pool),
                     eval_data=eval_data)
+
+
+def resolve_device(device: str | None) -> str:
+    """``--device`` as given (validated), else CUDA when available, else the CPU."""
+    if device is not None:
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _evaluation_data(suite: Suite, cfg: RunConfig) -> str:
@@ -150,16 +160,18 @@ def _run(cfg: RunConfig, console: Console) -> Path:
         started, config = time.strftime("%Y-%m-%dT%H:%M:%S"), {k: (str(v) if isinstance(v, Path) else v)
                                                                 for k, v in vars(cfg).items()}
         run_dir.begin_invocation({"started": started, "kore_bench": kore_bench.__version__, "config": config,
+                                  "device": prep.device,
                                   **environment()})
         run_dir.update_manifest(  # the latest invocation; every one is kept in "history"
             kore_bench=kore_bench.__version__, started=started, config=config,
             base={"path": prep.base.path, "fingerprint": prep.base.fingerprint, "description": prep.base.description},
             world_dir=str(prep.world_dir) if prep.world_dir else None, data_fingerprint=data_fp,
-            suites=[s.name for s in prep.suites], splits=prep.splits, tuned=prep.tuned, **environment(),
+            suites=[s.name for s in prep.suites], splits=prep.splits, tuned=prep.tuned, device=prep.device,
+            **environment(),
         )
         failures = {}
         for name, method in prep.methods.items():
-            seeds = cfg.seeds if getattr(method, "seed_dependent", True) else cfg.seeds[:1]
+            seeds = cfg.seeds if method.seed_dependent else cfg.seeds[:1]
             for seed in seeds:
                 try:
                     _run_method(cfg, prep, run_dir, name, method, seed, data_fp, console)
@@ -185,7 +197,7 @@ def _run_method(cfg: RunConfig, prep: Prepared, run_dir: RunDir, name: str, meth
                 seed: int, data_fp: str, console: Console) -> None:
     train_key = unit_key.unit_key(name, method, prep.base_weights, prep.train_data, seed)
     units = {Unit(name, seed, s.name): s for s in prep.suites}
-    settings = {"split": cfg.split, "limit": cfg.limit, "batch_size": cfg.batch_size}
+    settings = {"split": cfg.split, "limit": cfg.limit, "batch_size": cfg.batch_size, "device": prep.device}
     keys = {u: unit_key.unit_key(name, method, prep.base_weights, prep.train_data, seed, s, prep.eval_data[s.name],
                                  settings) for u, s in units.items()}
     todo = []
@@ -208,8 +220,8 @@ def _run_method(cfg: RunConfig, prep: Prepared, run_dir: RunDir, name: str, meth
             run_dir.set_status(f"{name}/seed{seed}", "done")
         return
     artifact = run_dir.artifact_dir(name, seed)
-    ctx = TrainContext(prep.base, prep.new_train, prep.old_pool, seed, artifact, prep.world_dir,
-                       cfg.device, cfg.progress)
+    ctx = TrainContext(prep.base, prep.new_train, prep.old_pool, seed, artifact, prep.suites[0],
+                       prep.device, cfg.progress)
     stamp = artifact / "fingerprint.json"
     stored, problem = integrity.read_sealed(stamp)
     if stored is not None:

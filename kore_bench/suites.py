@@ -14,6 +14,8 @@ A suite file::
         metrics: [exact_match]      # the first one is the task's primary metric
         generation: {max_new_tokens: 8}
 
+``facts`` (optional) is a folder with the structured facts of the knowledge (the exported world's
+``world.json``): what a knowledge augmenter reads, reaching it through the suite.
 ``train`` is the suite's training pool: the knowledge to inject for a ``new_knowledge`` suite, the
 old-knowledge pool (replay, calibration) for a ``retention`` suite. Paths may use ``{world}`` (the
 exported embedded world) and ``{path}`` (given by the user as ``--new evoke:/data/EVOKE``). A task's
@@ -65,6 +67,7 @@ class Suite:
     train: dict[str, str] | None = None
     description: str = ""
     file: Path | None = None
+    facts: str | None = None  # folder of the knowledge's structured facts (world.json), for augmenters
     variables: dict[str, str] = field(default_factory=dict)
     dev_share: float = 0.0  # seeded dev hold-out of tasks without a dev split (data.hold_out_dev)
     dev_seed: int = 0
@@ -83,6 +86,7 @@ class Suite:
         import string
 
         specs = [t.source for t in self.tasks] + ([self.train] if self.train else [])
+        specs += [{"facts": self.facts}] if self.facts else []
         return {f for s in specs for v in s.values() for _, f, _, _ in string.Formatter().parse(str(v)) if f}
 
     def _fill(self, spec: dict[str, str]) -> dict[str, str]:
@@ -91,6 +95,10 @@ class Suite:
             hint = " (give it as --new NAME:/path or --retention NAME:/path)" if "path" in missing else ""
             raise KoreBenchError(f"suite {self.name!r} needs {', '.join(sorted(missing))}{hint}")
         return {k: str(v).format(**self.variables) for k, v in spec.items()}
+
+    def facts_dir(self) -> Path | None:
+        """The folder of the suite's structured facts (placeholders filled), or None."""
+        return Path(self._fill({"facts": self.facts})["facts"]) if self.facts else None
 
     def train_samples(self) -> list[Sample]:
         return load_source(self._fill(self.train)) if self.train else []
@@ -228,7 +236,8 @@ def parse_suite(raw: dict[str, Any], file: Path | None = None) -> Suite:
         else:
             _check_metrics(spec, raw["role"], where)
         tasks.append(spec)
-    return Suite(raw["suite"], raw["role"], tasks, raw.get("train"), raw.get("description", ""), file)
+    return Suite(raw["suite"], raw["role"], tasks, raw.get("train"), raw.get("description", ""), file,
+                 facts=raw.get("facts"))
 
 
 def _check_vlmeval_metrics(spec: TaskSpec, where: str) -> None:

@@ -1,8 +1,10 @@
 """The one trainer every method uses: same data path, loss, schedule and bookkeeping.
 
 Loss covers assistant tokens only (see :mod:`kore_bench.encoding`). Methods choose what is
-trainable (``requires_grad``) and may put parameters in groups with their own learning rate
-(e.g. the multimodal projector) or add a regulariser to the loss.
+trainable (``requires_grad``), may put parameters in groups with their own learning rate (e.g.
+the multimodal projector), add a regulariser to the loss, or give a :class:`BatchSource` that
+makes the batches (replay's memory: :class:`WithMemory`). Training runs on the device asked for
+(``device``), else where the model is (CUDA when it is on the CPU and CUDA is available).
 """
 from __future__ import annotations
 
@@ -57,6 +59,7 @@ class TrainInfo:
     final_loss: float
     trainable_params: int
     loss_curve: list[float] = field(default_factory=list)
+    device: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -83,26 +86,25 @@ def train_model(
     encoded: list[dict] | None = None,
     progress: bool = True,
     on_step: Callable[[int, float], None] | None = None,
-    memory: Sequence[Sample] = (),
-    memory_batch_size: int = 0,
+    batches: BatchSource | None = None,
+    device: str | torch.device | None = None,
     label: str = "training",
 ) -> TrainInfo:
     """Train ``model`` in place on ``samples``; returns what was spent and the loss curve.
 
     Parameters with ``requires_grad`` that are not in ``groups`` train at ``cfg.lr``.
-    ``extra_loss(model, batch, outputs)`` is added to the language-modelling loss.
-    With a ``memory`` (replay), every batch of ``samples`` is joined by ``memory_batch_size``
-    memory samples, drawn epoch by epoch from their own random stream, so the batches of
-    ``samples`` are the same as without a memory.
+    ``extra_loss(model, batch, outputs)`` is added to the language-modelling loss. ``batches``
+    makes each step's batch (default: :class:`BatchSource`). ``device``: see the module docstring.
     """
     if not samples and not encoded:
         raise KoreBenchError("nothing to train on: the training set is empty")
     torch.manual_seed(seed)
-    rng = random.Random(seed)
+    target = training_device(model, device)
     accelerator = Accelerator(
-        cpu=not torch.cuda.is_available(),
-        mixed_precision="bf16" if cfg.bf16 and torch.cuda.is_available() else "no",
+        cpu=target.type == "cpu", device_placement=False,
+        mixed_precision="bf16" if cfg.bf16 and target.type == "cuda" else "no",
     )
+    model.to(target)
     features = encoded if encoded is not None else encode_all(processor, samples, cfg.max_length)
     per_epoch = math.ceil(len(features) / cfg.batch_size)
     total = cfg.steps if cfg.steps is not None else max(1, math.ceil(cfg.epochs * per_epoch))
@@ -121,20 +123,13 @@ def train_model(
     model.train()
     pad_id = _pad_id(processor)
 
-    lengths = [f["input_ids"].shape[-1] for f in features]
-    batches: list[list[int]] = []
-    memory_draws = _memory_draws(encode_all(processor, memory, cfg.max_length) if memory_batch_size else [],
-                                 memory_batch_size, random.Random(f"memory-{seed}"))
+    stream = (batches or BatchSource()).open(features, processor, cfg, seed)
     curve: list[float] = []
     start = time.perf_counter()
     bar = Progress(label, total, progress, unit="steps", loss=float("nan"))
     loss_value = float("nan")
     for step in range(total):
-        if not batches:
-            batches = length_grouped_batches(lengths, cfg.batch_size, rng)
-        idx = batches.pop()
-        members = [features[i] for i in idx] + next(memory_draws)
-        batch = {k: v.to(accelerator.device) for k, v in collate(members, pad_id).items()}
+        batch = {k: v.to(target) for k, v in collate(next(stream), pad_id).items()}
         with accelerator.autocast():
             outputs = model(**batch)
             loss = outputs.loss
@@ -162,7 +157,48 @@ def train_model(
         final_loss=float(sum(curve[-10:]) / len(curve[-10:])),
         trainable_params=trainable,
         loss_curve=[round(x, 4) for x in curve[:: max(1, total // 200)]],
+        device=str(target),
     )
+
+
+def training_device(model: torch.nn.Module, device: str | torch.device | None = None) -> torch.device:
+    """``device`` when given; else the model's device, with CUDA preferred over the CPU when available."""
+    if device is not None:
+        return torch.device(device)
+    where = next(model.parameters()).device
+    return torch.device("cuda") if where.type == "cpu" and torch.cuda.is_available() else where
+
+
+class BatchSource:
+    """Makes each training step's batch: epoch after epoch of length-grouped batches of the
+    training samples (:func:`length_grouped_batches`, seeded by the training seed)."""
+
+    def open(self, features: list[dict], processor, cfg: TrainConfig, seed: int) -> Iterator[list[dict]]:
+        """The endless stream of batches (lists of encoded samples) for one training run."""
+        return self._batches(features, cfg, seed)
+
+    @staticmethod
+    def _batches(features: list[dict], cfg: TrainConfig, seed: int) -> Iterator[list[dict]]:
+        rng = random.Random(seed)
+        lengths = [f["input_ids"].shape[-1] for f in features]
+        while True:
+            batches = length_grouped_batches(lengths, cfg.batch_size, rng)
+            while batches:
+                yield [features[i] for i in batches.pop()]
+
+
+class WithMemory(BatchSource):
+    """Every batch of the training samples joined by ``k`` samples of a ``memory`` (replay), drawn
+    pass by pass in a fresh order from their own random stream, so the training samples' batches
+    are the same as without a memory."""
+
+    def __init__(self, memory: Sequence[Sample], k: int):
+        self.memory, self.k = list(memory), k
+
+    def open(self, features: list[dict], processor, cfg: TrainConfig, seed: int) -> Iterator[list[dict]]:
+        draws = _memory_draws(encode_all(processor, self.memory, cfg.max_length) if self.k else [], self.k,
+                              random.Random(f"memory-{seed}"))
+        return (members + next(draws) for members in self._batches(features, cfg, seed))
 
 
 def _memory_draws(memory: list[dict], k: int, rng: random.Random) -> Iterator[list[dict]]:

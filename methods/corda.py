@@ -22,10 +22,9 @@ from torch import nn
 from kore_bench.adapters.covariance import draw_calibration, encode_prompts
 from kore_bench.adapters.nullspace import adapted_linears, default_rank
 from kore_bench.errors import KoreBenchError
-from kore_bench.method import CalibrationNeed, Method, TrainContext, TrainedModel, projector_groups, register_method
+from kore_bench.method import CalibrationNeed, Method, TrainContext, projector_groups, register_method
 from kore_bench.models.parts import lm_linear_regex
-from kore_bench.adapters.residual import RewrittenBaseArtifact
-from kore_bench.train import train_model
+from kore_bench.adapters.residual import REWRITTEN_BASE, ZERO3_REWRITE
 
 from .lora import LoRA, LoraMethodConfig, lora_size, projector_size
 
@@ -71,8 +70,10 @@ def add_corda(model: nn.Module, processor, calibration, cfg: CordaMethodConfig):
 
 
 @register_method("corda")
-class CorDA(RewrittenBaseArtifact, Method):
+class CorDA(Method):
     Config = CordaMethodConfig
+    artifact = REWRITTEN_BASE
+    unsupported_sharding: ClassVar[dict[str, str]] = {"zero3": ZERO3_REWRITE}
     search_space: ClassVar[dict] = dict(LoRA.search_space)  # A and B train, as in LoRA
 
     def trainable_model(self, model: nn.Module) -> nn.Module:
@@ -87,14 +88,10 @@ class CorDA(RewrittenBaseArtifact, Method):
         # peft's preprocess_corda: one float32 matrix per adapted linear, all layers hooked at once
         return CalibrationNeed(torch.float32, False, torch.float32, self.config.calibration_samples, 1)
 
-    def train(self, ctx: TrainContext) -> TrainedModel:
-        model, processor = ctx.base.load(ctx.device)
+    def prepare(self, model: nn.Module, processor, ctx: TrainContext) -> nn.Module:
+        """peft's CorDA initialisation from the old data's covariances (rewrites the base weights)."""
         calibration = draw_calibration(ctx.old_data, self.config.calibration_samples, ctx.seed)
-        model = add_corda(model, processor, calibration, self.config)
-        groups = projector_groups(model, self.config.projector_lr)
-        info = train_model(model, processor, ctx.new_data, self.config, ctx.seed, groups, progress=ctx.progress)
-        self.save(model, ctx.artifact_dir)
-        return TrainedModel(model, processor, info)
+        return add_corda(model, processor, calibration, self.config)
 
     def declared_trainable(self, model: nn.Module) -> int:
         rank = self.config.rank if self.config.rank is not None else default_rank(model)

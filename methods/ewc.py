@@ -19,6 +19,7 @@ width and the 7B value is kept; sweep λ (search space).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -28,12 +29,12 @@ from torch import nn
 
 from kore_bench.adapters.covariance import draw_calibration, features_fingerprint
 from kore_bench.errors import KoreBenchError
-from kore_bench.method import TrainContext, TrainedModel, projector_groups, register_method
+from kore_bench.method import TrainContext, register_method
 from kore_bench.models.parts import unwrap
 from kore_bench.search import LogUniform
-from kore_bench.train import encode_all, train_model
+from kore_bench.train import encode_all
 
-from .lora import LoRA, LoraMethodConfig, add_lora, linear_shapes, lora_updates
+from .lora import LoRA, LoraMethodConfig, linear_shapes, lora_updates
 
 FISHER_VERSION = 1
 
@@ -120,13 +121,7 @@ class EWC(LoRA):
     Config = EwcConfig
     search_space: ClassVar[dict] = {"lr": LogUniform(3e-4, 1e-2), "ewc_lambda": LogUniform(40.0, 4e4)}
 
-    def train(self, ctx: TrainContext) -> TrainedModel:
+    def penalty(self, base: nn.Module, processor, ctx: TrainContext) -> Callable:
         cfg = self.config
-        model, processor = ctx.base.load(ctx.device)
-        fisher = fisher_for(model, processor, ctx, cfg.fisher_samples, cfg.cache_fisher)
-        model = add_lora(model, cfg)
-        groups = projector_groups(model, cfg.projector_lr)
-        info = train_model(model, processor, ctx.new_data, cfg, ctx.seed, groups, progress=ctx.progress,
-                           extra_loss=lambda m, batch, out: ewc_penalty(m, fisher, cfg.ewc_lambda))
-        self.save(model, ctx.artifact_dir)
-        return TrainedModel(model, processor, info)
+        fisher = fisher_for(base, processor, ctx, cfg.fisher_samples, cfg.cache_fisher)
+        return lambda m, batch, out: ewc_penalty(m, fisher, cfg.ewc_lambda)

@@ -11,10 +11,9 @@ from typing import ClassVar
 
 from torch import nn
 
-from kore_bench.method import Method, MethodConfig, TrainContext, TrainedModel, projector_groups, register_method
+from kore_bench.method import Method, MethodConfig, projector_groups, register_method
 from kore_bench.models.parts import language_model
 from kore_bench.search import LogUniform
-from kore_bench.train import train_model
 
 
 @dataclass
@@ -34,14 +33,6 @@ class FullFineTune(Method):
         language_model(model).requires_grad_(True)
         projector_groups(model, self.config.projector_lr)
         return model
-
-    def train(self, ctx: TrainContext) -> TrainedModel:
-        model, processor = ctx.base.load(ctx.device)
-        model = self.trainable_model(model)
-        groups = projector_groups(model, self.config.projector_lr)
-        info = train_model(model, processor, ctx.new_data, self.config, ctx.seed, groups, progress=ctx.progress)
-        self.save(model, ctx.artifact_dir)
-        return TrainedModel(model, processor, info)
 
     def declared_trainable(self, model) -> int:
         from .lora import projector_size

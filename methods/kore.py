@@ -36,12 +36,11 @@ from kore_bench.adapters.nullspace import (adapted_linears, check_rank, null_spa
                                           resolve_rank)
 from kore_bench.data import Sample
 from kore_bench.errors import KoreBenchError
-from kore_bench.method import (CalibrationNeed, Method, MethodConfig, TrainContext, TrainedModel,
-                               projector_groups, register_method)
+from kore_bench.method import CalibrationNeed, Method, MethodConfig, TrainContext, projector_groups, register_method
 from kore_bench.models.parts import decoder_linear_names, lm_linear_regex, unwrap
-from kore_bench.adapters.residual import RewrittenBaseArtifact
+from kore_bench.adapters.residual import REWRITTEN_BASE, ZERO3_REWRITE
 from kore_bench.search import LogUniform
-from kore_bench.train import ParamGroup, count_trainable, train_model
+from kore_bench.train import ParamGroup, count_trainable
 
 from .lora import LoRA, LoraMethodConfig, add_lora
 
@@ -189,20 +188,19 @@ class KoreAugConfig(LoraMethodConfig):
 def augmented(name: str, ctx: TrainContext) -> list[Sample]:
     from kore_bench.augment import augment  # another component; imported only when used
 
-    return augment(name, list(ctx.new_data), ctx.world_dir, ctx.seed)
+    return augment(name, list(ctx.new_data), ctx.facts_dir, ctx.seed)
 
 
 @register_method("kore-constraint")
-class KoreConstraint(RewrittenBaseArtifact, Method):
+class KoreConstraint(Method):
     """The null-space constrained adapter trained on the injection data as given."""
 
     Config = KoreConstraintConfig
+    artifact = REWRITTEN_BASE
+    unsupported_sharding: ClassVar[dict[str, str]] = {"zero3": ZERO3_REWRITE}
     # B-only training needs ~10x LoRA's step size and learns nothing below a threshold (derisk.md:
     # 3e-3 nothing, 3e-2 learns); the rank stays matched to LoRA's parameter budget
     search_space: ClassVar[dict] = {"lr": LogUniform(3e-3, 1e-1)}
-
-    def training_samples(self, ctx: TrainContext) -> list[Sample]:
-        return list(ctx.new_data)
 
     def trainable_model(self, model: nn.Module) -> nn.Module:
         rank = resolve_rank(model, self.config.rank)
@@ -217,7 +215,7 @@ class KoreConstraint(RewrittenBaseArtifact, Method):
                                _dtype(cfg.decomposition_dtype, "decomposition_dtype"),
                                cfg.calibration_samples, cfg.calibration_batch_size)
 
-    def initialise(self, model: nn.Module, processor, ctx: TrainContext):
+    def prepare(self, model: nn.Module, processor, ctx: TrainContext) -> nn.Module:
         """Every input check, the calibration and the adapter init (before any training)."""
         cfg = self.config
         cov_dtype = _dtype(cfg.covariance_dtype, "covariance_dtype")
@@ -228,14 +226,8 @@ class KoreConstraint(RewrittenBaseArtifact, Method):
                                cov_dtype, cfg.cache_covariances)
         return add_null_space_adapter(model, covs, rank, dec_dtype)
 
-    def train(self, ctx: TrainContext) -> TrainedModel:
-        model, processor = ctx.base.load(ctx.device)
-        peft_model = self.initialise(model, processor, ctx)
-        samples = self.training_samples(ctx)
-        groups = select_trainable(peft_model, self.config.train_A, self.config.projector_lr)
-        info = train_model(peft_model, processor, samples, self.config, ctx.seed, groups, progress=ctx.progress)
-        self.save(peft_model, ctx.artifact_dir)
-        return TrainedModel(peft_model, processor, info)
+    def trainable_groups(self, model: nn.Module) -> list[ParamGroup]:
+        return select_trainable(model, self.config.train_A, self.config.projector_lr)
 
     def declared_trainable(self, model: nn.Module) -> int:
         """B (rank·d_out per linear), A too when ``train_A`` (rank·d_in), and the projector."""
@@ -269,5 +261,5 @@ class KoreAug(LoRA):
 
     Config = KoreAugConfig
 
-    def train(self, ctx: TrainContext) -> TrainedModel:
-        return self.train_on(ctx, augmented(self.config.augmenter, ctx))
+    def training_samples(self, ctx: TrainContext) -> list[Sample]:
+        return augmented(self.config.augmenter, ctx)

@@ -8,17 +8,15 @@ d=256), keeping α/r = 2; the step size and passes are raised as for full-ft.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from peft import LoraConfig, get_peft_model
 
 from kore_bench.adapters.nullspace import default_rank
-from kore_bench.data import Sample
-from kore_bench.method import Method, MethodConfig, TrainContext, TrainedModel, projector_groups, register_method
+from kore_bench.method import Method, MethodConfig, projector_groups, register_method
 from kore_bench.models.parts import decoder_linear_names, language_model, lm_linear_regex, projector, unwrap
 from kore_bench.search import Choice, LogUniform
-from kore_bench.train import train_model
 
 
 @dataclass
@@ -74,19 +72,6 @@ class LoRA(Method):
         model = add_lora(model, self.config)
         projector_groups(model, self.config.projector_lr)
         return model
-
-    def train_on(self, ctx: TrainContext, samples: list[Sample], **train_options: Any) -> TrainedModel:
-        """Train a fresh adapter on ``samples``; ``train_options`` go to the trainer (replay's memory)."""
-        model, processor = ctx.base.load(ctx.device)
-        model = self.trainable_model(model)
-        groups = projector_groups(model, self.config.projector_lr)
-        info = train_model(model, processor, samples, self.config, ctx.seed, groups, progress=ctx.progress,
-                           **train_options)
-        self.save(model, ctx.artifact_dir)
-        return TrainedModel(model, processor, info)
-
-    def train(self, ctx: TrainContext) -> TrainedModel:
-        return self.train_on(ctx, ctx.new_data)
 
     def declared_trainable(self, model: torch.nn.Module) -> int:
         rank = self.config.rank or default_rank(model)

@@ -20,11 +20,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from kore_bench.encoding import IGNORE_INDEX
-from kore_bench.method import TrainContext, TrainedModel, projector_groups, register_method
+from kore_bench.method import TrainContext, register_method
 from kore_bench.search import LogUniform
-from kore_bench.train import train_model
 
-from .lora import LoRA, LoraMethodConfig, add_lora
+from .lora import LoRA, LoraMethodConfig
 
 
 @dataclass
@@ -45,18 +44,14 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torc
     return T * T * F.kl_div(s, t, log_target=True, reduction="batchmean")
 
 
-def teacher_logits_fn(model: nn.Module, teacher: nn.Module | None) -> Callable[[dict], torch.Tensor]:
+@torch.no_grad()
+def teacher_logits(model: nn.Module, teacher: nn.Module | None, batch: dict) -> torch.Tensor:
     """Teacher logits for a batch: a frozen copy when given, else ``model`` with its adapter disabled."""
-
-    @torch.no_grad()
-    def logits(batch: dict) -> torch.Tensor:
-        inputs = {k: v for k, v in batch.items() if k != "labels"}
-        if teacher is not None:
-            return teacher(**inputs).logits
-        with model.disable_adapter():
-            return model(**inputs).logits
-
-    return logits
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    if teacher is not None:
+        return teacher(**inputs).logits
+    with model.disable_adapter():
+        return model(**inputs).logits
 
 
 @register_method("lwf")
@@ -66,26 +61,16 @@ class LwF(LoRA):
     Config = LwfConfig
     search_space: ClassVar[dict] = {"lr": LogUniform(3e-4, 1e-2), "distill_weight": LogUniform(0.1, 10.0)}
 
-    def distillation(self, model: nn.Module, teacher: nn.Module | None):
-        """The trainer's ``extra_loss``: the weighted distillation term."""
-        cfg, logits = self.config, teacher_logits_fn(model, teacher)
-
-        def extra_loss(m: nn.Module, batch: dict, outputs) -> torch.Tensor:
-            return cfg.distill_weight * distillation_loss(outputs.logits, logits(batch), batch["labels"],
-                                                          cfg.temperature)
-
-        return extra_loss
-
-    def train(self, ctx: TrainContext) -> TrainedModel:
-        cfg = self.config
-        model, processor = ctx.base.load(ctx.device)
-        teacher = None
-        if cfg.projector_lr is not None:  # something outside the adapter trains: keep a frozen copy
+    def penalty(self, base: nn.Module, processor, ctx: TrainContext) -> Callable:
+        """The weighted distillation term; the teacher is a frozen copy of the base when something
+        outside the adapter trains, else the student with its adapter disabled."""
+        cfg, teacher = self.config, None
+        if cfg.projector_lr is not None:
             teacher, _ = ctx.base.load(ctx.device)
             teacher.requires_grad_(False).eval()
-        model = add_lora(model, cfg)
-        groups = projector_groups(model, cfg.projector_lr)
-        info = train_model(model, processor, ctx.new_data, cfg, ctx.seed, groups, progress=ctx.progress,
-                           extra_loss=self.distillation(model, teacher))
-        self.save(model, ctx.artifact_dir)
-        return TrainedModel(model, processor, info)
+
+        def extra_loss(m: nn.Module, batch: dict, outputs) -> torch.Tensor:
+            return cfg.distill_weight * distillation_loss(outputs.logits, teacher_logits(m, teacher, batch),
+                                                          batch["labels"], cfg.temperature)
+
+        return extra_loss

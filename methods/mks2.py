@@ -23,12 +23,11 @@ code exists (the repository holds a README and a figure), so every choice below 
    default rank (the parameter budget every method shares); stage 1 trains ``stage1_steps`` at
    ``stage1_lr``, and stage 2 the shared ``steps`` at ``lr``.
 
-The artifact holds every tensor the method added or trained (``mks2.safetensors``, names relative
-to the base model) and the structure (``mks2.json``); ``load`` rebuilds it on a fresh base.
+The artifact holds every tensor the method added or trained (``trained.safetensors``, names
+relative to the base model); ``load`` rebuilds the structure from the config on a fresh base.
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -38,6 +37,7 @@ import torch
 from torch import nn
 
 from kore_bench.errors import KoreBenchError
+from kore_bench.adapters.artifacts import TRAINED_TENSORS, ArtifactFormat, load_artifact
 from kore_bench.method import Method, MethodConfig, TrainContext, TrainedModel, projector_groups, register_method
 from kore_bench.models.parts import language_model, projector, unwrap
 from kore_bench.search import LogUniform
@@ -45,7 +45,23 @@ from kore_bench.train import ParamGroup, train_model
 
 from .lora import default_rank, lora_size
 
-STRUCTURE, TENSORS = "mks2.json", "mks2.safetensors"
+
+
+def save_added_tensors(model: nn.Module, artifact_dir: Path) -> None:
+    """What both stages trained: every memory, gate, router and expert LoRA, and the projector
+    (stage 2 leaves the stage-1 tensors frozen, so the plain format would miss them)."""
+    from safetensors.torch import save_file
+
+    base = unwrap(model)
+    added = {id(p) for m in mixtures(base) for p in m.parameters()} - {id(p) for m in mixtures(base)
+                                                                        for p in m.mlp.parameters()}
+    added |= {id(p) for p in projector(base).parameters()}
+    tensors = {n: p.detach().contiguous() for n, p in base.named_parameters() if id(p) in added}
+    Path(artifact_dir).mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(Path(artifact_dir) / TRAINED_TENSORS))
+
+
+ADDED_TENSORS = ArtifactFormat("memory, mixture and projector tensors", save_added_tensors, load_artifact)
 
 
 @dataclass
@@ -145,6 +161,7 @@ class MKS2(Method):
     """MKS2-style (approximate): modular visual memory, then a soft mixture of MLP and memory experts."""
 
     Config = Mks2Config
+    artifact = ADDED_TENSORS
     search_space: ClassVar[dict] = {"lr": LogUniform(3e-4, 1e-2), "stage1_lr": LogUniform(1e-4, 1e-2)}
 
     def structure(self, model: nn.Module) -> dict:
@@ -161,52 +178,29 @@ class MKS2(Method):
     def train(self, ctx: TrainContext) -> TrainedModel:
         cfg = self.config
         model, processor = ctx.base.load(ctx.device)
-        spec = self.structure(model)
-        add_mks2(model, **spec)
+        self.rebuild(model)
         # stage 1: store the new knowledge's visual information in the memory, LM frozen
         select(model, stage1_parameters(model))
         groups = projector_groups(model, cfg.projector_lr)
         stage1 = replace(cfg, steps=cfg.stage1_steps, lr=cfg.stage1_lr)
-        info1 = train_model(model, processor, ctx.new_data, stage1, ctx.seed, groups, progress=ctx.progress)
+        info1 = train_model(model, processor, ctx.new_data, stage1, ctx.seed, groups, device=ctx.device,
+                            progress=ctx.progress)
         # stage 2: router + expert LoRAs, memory and MLP frozen
         select(model, stage2_parameters(model))
-        info = train_model(model, processor, ctx.new_data, cfg, ctx.seed + 1, progress=ctx.progress)
+        info = train_model(model, processor, ctx.new_data, cfg, ctx.seed + 1, device=ctx.device, progress=ctx.progress)
         info.seconds += info1.seconds
         info.steps += info1.steps
-        self.save_mks2(model, spec, Path(ctx.artifact_dir))
+        self.save(model, ctx.artifact_dir)
         return TrainedModel(model, processor, info)
 
-    @staticmethod
-    def save_mks2(model: nn.Module, spec: dict, artifact_dir: Path) -> None:
-        from safetensors.torch import save_file
+    def rebuild(self, model: nn.Module) -> nn.Module:
+        return add_mks2(model, **self.structure(model))
 
-        base = unwrap(model)
-        added = {id(p) for m in mixtures(base) for p in m.parameters()} - {id(p) for m in mixtures(base)
-                                                                            for p in m.mlp.parameters()}
-        added |= {id(p) for p in projector(base).parameters()}
-        tensors = {n: p.detach().contiguous() for n, p in base.named_parameters() if id(p) in added}
-        artifact_dir.mkdir(parents=True, exist_ok=True)
-        save_file(tensors, str(artifact_dir / TENSORS))
-        (artifact_dir / STRUCTURE).write_text(json.dumps(spec))
-
-    def load(self, ctx: TrainContext) -> TrainedModel:
-        from safetensors.torch import load_file
-
-        directory = Path(ctx.artifact_dir)
-        if not (directory / STRUCTURE).exists() or not (directory / TENSORS).exists():
-            raise KoreBenchError(f"{directory}: no {STRUCTURE} / {TENSORS}; not an mks2 artifact")
-        model, processor = ctx.base.load(ctx.device)
-        add_mks2(model, **json.loads((directory / STRUCTURE).read_text()))
-        own = dict(unwrap(model).named_parameters())
-        state = load_file(str(directory / TENSORS))
-        alien = [k for k in state if k not in own]
-        if alien:
-            raise KoreBenchError(f"{directory}: artifact does not fit the base model ({alien[:3]} ...)")
-        with torch.no_grad():
-            for k, v in state.items():
-                own[k].copy_(v)
-        model.eval()
-        return TrainedModel(model, processor)
+    def trainable_model(self, model: nn.Module) -> nn.Module:
+        """Stage 2's model: router and expert LoRAs trainable, memory, MLP and projector frozen."""
+        self.rebuild(model)
+        select(model, stage2_parameters(model))
+        return model
 
     def declared_trainable(self, model: nn.Module) -> int:
         """Stage 2: per block a 2×d router and two d→r→d LoRAs (4·r·d)."""

@@ -13,30 +13,24 @@ Tiny-scale defaults: total rank r = LoRA's default rank (CoIN: r = 128, α = 256
 at r = 8), α/r = 2, dropout 0.05, lr as ``lora``. Trainable: experts + routers (+ the projector):
 LoRA's budget plus E·d_in per linear for the routers.
 
-Artifact: ``moelora.json`` (the structure) + the trained tensors, so ``load`` rebuilds the layers
-on a fresh base and the evaluator sees an ordinary ``nn.Module``.
+Artifact: the plain format (the trained tensors); ``rebuild`` adds the layers to a fresh base from
+the config (part of the unit key) before they load, so the evaluator sees an ordinary ``nn.Module``.
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import ClassVar
 
 import torch
 from torch import nn
 
 from kore_bench.errors import KoreBenchError
-from kore_bench.method import (Method, TrainContext, TrainedModel, load_artifact, projector_groups,
-                               register_method, save_artifact)
+from kore_bench.method import Method, projector_groups, register_method
 from kore_bench.models.parts import unwrap
 from kore_bench.search import Choice, LogUniform
-from kore_bench.train import train_model
 
 from .lora import LoraMethodConfig, default_rank, linear_shapes, projector_size
-
-STRUCTURE = "moelora.json"
 
 
 @dataclass
@@ -99,23 +93,13 @@ class MoELoRA(Method):
         rank = cfg.rank or default_rank(model)
         return {"rank": rank, "experts": cfg.experts, "alpha": cfg.alpha_over_rank * rank, "dropout": cfg.dropout}
 
-    def train(self, ctx: TrainContext) -> TrainedModel:
-        model, processor = ctx.base.load(ctx.device)
-        spec = self.structure(model)
-        model = add_moelora(model, **spec)
-        groups = projector_groups(model, self.config.projector_lr)
-        info = train_model(model, processor, ctx.new_data, self.config, ctx.seed, groups, progress=ctx.progress)
-        save_artifact(model, ctx.artifact_dir)
-        (Path(ctx.artifact_dir) / STRUCTURE).write_text(json.dumps(spec))
-        return TrainedModel(model, processor, info)
+    def trainable_model(self, model: nn.Module) -> nn.Module:
+        model = add_moelora(model, **self.structure(model))
+        projector_groups(model, self.config.projector_lr)
+        return model
 
-    def load(self, ctx: TrainContext) -> TrainedModel:
-        path = Path(ctx.artifact_dir) / STRUCTURE
-        if not path.exists():
-            raise KoreBenchError(f"{ctx.artifact_dir}: no {STRUCTURE}; not a moelora artifact")
-        model, processor = ctx.base.load(ctx.device)
-        model = add_moelora(model, **json.loads(path.read_text()))
-        return TrainedModel(load_artifact(model, Path(ctx.artifact_dir)), processor)
+    def rebuild(self, model: nn.Module) -> nn.Module:
+        return add_moelora(model, **self.structure(model))
 
     def declared_trainable(self, model: nn.Module) -> int:
         """Experts (Σ r·(d_in + d_out), LoRA's budget) + routers (E·d_in per linear) + projector."""

@@ -13,6 +13,7 @@ update ``B A x`` barely reacts to them.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -20,13 +21,12 @@ import torch
 from torch import nn
 
 from kore_bench.errors import KoreBenchError
-from kore_bench.method import TrainContext, TrainedModel, projector_groups, register_method
+from kore_bench.method import TrainContext, register_method
 from kore_bench.models.parts import unwrap
 from kore_bench.search import LogUniform
-from kore_bench.train import train_model
 
 from .kore import old_covariances
-from .lora import LoRA, LoraMethodConfig, add_lora, default_rank
+from .lora import LoRA, LoraMethodConfig, default_rank
 
 
 @dataclass
@@ -81,13 +81,6 @@ class OLoRA(LoRA):
         k = self.config.old_rank or self.config.rank or default_rank(model)
         return principal_subspaces(covs, list(linear_shapes(model)), k)
 
-    def train(self, ctx: TrainContext) -> TrainedModel:
-        cfg = self.config
-        model, processor = ctx.base.load(ctx.device)
-        old = self.old_subspaces(model, processor, ctx)
-        model = add_lora(model, cfg)
-        groups = projector_groups(model, cfg.projector_lr)
-        info = train_model(model, processor, ctx.new_data, cfg, ctx.seed, groups, progress=ctx.progress,
-                           extra_loss=lambda m, batch, out: orthogonality_penalty(m, old, cfg.ortho_lambda))
-        self.save(model, ctx.artifact_dir)
-        return TrainedModel(model, processor, info)
+    def penalty(self, base: nn.Module, processor, ctx: TrainContext) -> Callable:
+        old, lam = self.old_subspaces(base, processor, ctx), self.config.ortho_lambda
+        return lambda m, batch, out: orthogonality_penalty(m, old, lam)

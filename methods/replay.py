@@ -15,8 +15,9 @@ from typing import ClassVar
 
 from kore_bench.data import Sample
 from kore_bench.errors import KoreBenchError
-from kore_bench.method import TrainContext, TrainedModel, register_method
+from kore_bench.method import TrainContext, register_method
 from kore_bench.search import LogUniform
+from kore_bench.train import WithMemory
 
 from .lora import LoRA, LoraMethodConfig
 
@@ -45,6 +46,5 @@ class Replay(LoRA):
     def samples_per_step(self) -> int:
         return self.config.batch_size + (self.config.memory_batch_size or self.config.batch_size)
 
-    def train(self, ctx: TrainContext) -> TrainedModel:
-        return self.train_on(ctx, ctx.new_data, memory=self.memory(ctx),
-                             memory_batch_size=self.config.memory_batch_size or self.config.batch_size)
+    def batch_source(self, ctx: TrainContext) -> WithMemory:
+        return WithMemory(self.memory(ctx), self.config.memory_batch_size or self.config.batch_size)

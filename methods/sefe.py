@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -29,13 +30,12 @@ from torch import nn
 
 from kore_bench.data import SHORT_ANSWER_SUFFIX, Sample, format_multiple_choice
 from kore_bench.errors import KoreBenchError
-from kore_bench.method import TrainContext, TrainedModel, projector_groups, register_method
+from kore_bench.method import TrainContext, register_method
 from kore_bench.models.parts import unwrap
 from kore_bench.search import LogUniform
-from kore_bench.train import train_model
 
 from .kore import old_covariances
-from .lora import LoRA, LoraMethodConfig, add_lora, linear_shapes, lora_updates
+from .lora import LoRA, LoraMethodConfig, linear_shapes, lora_updates
 
 STYLES = ("yes/no", "multiple choice", "brief", "detailed")
 
@@ -127,14 +127,10 @@ class SEFE(LoRA):
     Config = SefeConfig
     search_space: ClassVar[dict] = {"lr": LogUniform(3e-4, 1e-2), "reg_weight": LogUniform(250.0, 2.5e4)}
 
-    def train(self, ctx: TrainContext) -> TrainedModel:
+    def penalty(self, base: nn.Module, processor, ctx: TrainContext) -> Callable:
         cfg = self.config
-        model, processor = ctx.base.load(ctx.device)
-        keys = key_positions(model, old_covariances(model, processor, ctx, cfg.calibration_samples), cfg.key_share)
-        samples = diversify_answers(list(ctx.new_data), cfg.asd_share, ctx.seed)
-        model = add_lora(model, cfg)
-        groups = projector_groups(model, cfg.projector_lr)
-        info = train_model(model, processor, samples, cfg, ctx.seed, groups, progress=ctx.progress,
-                           extra_loss=lambda m, batch, out: reglora_penalty(m, keys, cfg.reg_weight))
-        self.save(model, ctx.artifact_dir)
-        return TrainedModel(model, processor, info)
+        keys = key_positions(base, old_covariances(base, processor, ctx, cfg.calibration_samples), cfg.key_share)
+        return lambda m, batch, out: reglora_penalty(m, keys, cfg.reg_weight)
+
+    def training_samples(self, ctx: TrainContext) -> list[Sample]:
+        return diversify_answers(list(ctx.new_data), self.config.asd_share, ctx.seed)

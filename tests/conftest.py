@@ -38,3 +38,11 @@ def micro_base(micro_world):
     from kore_bench.base import build_base
 
     return build_base("micro", "llava")
+
+
+@pytest.fixture(scope="session")
+def micro_new_suite(micro_world):
+    """The micro world's new-knowledge suite (its facts reach augmenters through it)."""
+    from kore_bench.suites import load_suites
+
+    return load_suites()["world-new"].with_variables(world=str(micro_world))

@@ -13,7 +13,7 @@ from kore_bench.adapters.nullspace import default_rank, matched_rank, null_space
 from kore_bench.encoding import encode_prompt
 from kore_bench.errors import KoreBenchError
 from kore_bench.method import TrainContext
-from kore_bench.methods import kore as kore_module
+from kore_bench import method as method_module
 from kore_bench.methods.corda import CorDA, CordaMethodConfig, add_corda
 from kore_bench.methods.kore import (Kore, KoreAug, KoreConstraint, KoreV1, add_null_space_adapter,
                                      lora_trainable_parameter_count, select_trainable,
@@ -221,7 +221,7 @@ def test_training_moves_only_what_it_should_and_reloads_exactly(cls, train_A, ba
     method = cls.from_overrides(SHORT)
     ctx = _ctx(tmp_path, base_ref, samples(4, seed=1), samples(8, seed=2))
     model, processor = base_ref.load()
-    init = method.initialise(model, processor, ctx)
+    init = method.prepare(model, processor, ctx)
     a0 = init.get_base_model().get_submodule(LAYER).lora_A["default"].weight.clone()
     res0 = init.get_base_model().get_submodule(LAYER).get_base_layer().weight.clone()
     trained = method.train(ctx)
@@ -247,8 +247,8 @@ def test_kore_and_kore_aug_train_on_the_augmented_data(base_ref, tmp_path, monke
 
     monkeypatch.setitem(sys.modules, "kore_bench.augment", types.SimpleNamespace(augment=fake_augment))
     seen = []
-    real_train = kore_module.train_model
-    monkeypatch.setattr(kore_module, "train_model", lambda m, p, s, *a, **k: seen.append(len(s)) or real_train(m, p, s, *a, **k))
+    real_train = method_module.train_model
+    monkeypatch.setattr(method_module, "train_model", lambda m, p, s, *a, **k: seen.append(len(s)) or real_train(m, p, s, *a, **k))
     new = samples(4, seed=1)
     Kore.from_overrides(SHORT).train(_ctx(tmp_path / "k", base_ref, new, samples(8, seed=2), seed=5))
     assert calls == [("template", 4, None, 5)] and seen == [7]
@@ -283,7 +283,7 @@ def no_training(monkeypatch):
     def refuse(*a, **k):
         raise AssertionError("training started")
 
-    monkeypatch.setattr(kore_module, "train_model", refuse)
+    monkeypatch.setattr(method_module, "train_model", refuse)
 
 
 @pytest.mark.parametrize("overrides, old, match", [

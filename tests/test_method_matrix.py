@@ -49,7 +49,7 @@ def forward(model, batch):
 
 
 @pytest.fixture(scope="module")
-def trained(micro_base, micro_world, micro_data, tmp_path_factory):
+def trained(micro_base, micro_new_suite, micro_data, tmp_path_factory):
     """Train each method once per module: key → (method, ctx, trained model)."""
     done = {}
 
@@ -58,7 +58,7 @@ def trained(micro_base, micro_world, micro_data, tmp_path_factory):
             method = quick_method(key)
             new, old = micro_data
             ctx = TrainContext(micro_base, new, old, 0, tmp_path_factory.mktemp(key.replace("/", "_")) / "artifact",
-                               micro_world, progress=False)
+                               micro_new_suite, progress=False)
             torch.manual_seed(0)
             done[key] = (method, ctx, method.train(ctx))
         return done[key]

@@ -61,15 +61,13 @@ def test_ewc_without_old_data_is_a_clear_error(micro_base, data, tmp_path):
 
 
 @pytest.mark.parametrize("projector_lr", [None, 2e-4])  # adapter disabled / frozen copy
-def test_lwf_loss_zero_at_init_and_positive_once_the_student_moves(micro_base, data, projector_lr):
-    from kore_bench.methods.lora import add_lora
+def test_lwf_loss_zero_at_init_and_positive_once_the_student_moves(micro_base, data, projector_lr, tmp_path):
     from kore_bench.methods.lwf import LwF
 
     method = LwF.from_overrides({"projector_lr": projector_lr})
     model, processor = micro_base.load()
-    teacher = micro_base.load()[0].eval() if projector_lr is not None else None
-    model = add_lora(model, method.config).eval()
-    loss = method.distillation(model, teacher)
+    loss = method.penalty(model, processor, TrainContext(micro_base, data[0], [], 0, tmp_path, progress=False))
+    model = method.prepare(model, processor, None).eval()
     b = batch(processor, data[0])
     assert loss(model, b, model(**b)).item() == pytest.approx(0.0, abs=1e-6)
     with torch.no_grad():

@@ -31,7 +31,7 @@ def test_replay_keeps_more_old_knowledge_than_lora(micro_base, micro_world, tmp_
     pool = retention.train_samples()
     methods = load_methods()
     replay = methods.get("replay")()
-    ctx = TrainContext(micro_base, new.train_samples(), pool, 0, tmp_path / "replay", micro_world, progress=False)
+    ctx = TrainContext(micro_base, new.train_samples(), pool, 0, tmp_path / "replay", new, progress=False)
 
     memory = replay.memory(ctx)
     assert len(memory) == round(0.1 * len(pool))

@@ -77,7 +77,7 @@ def test_injection_stores_the_knowledge_and_costs_retention(reference_run, micro
 
     before = reliability(*micro_base.load())
     trained = load_methods().get("full-ft")().train(
-        TrainContext(micro_base, new, [], 0, tmp_path / "artifact", micro_world, progress=False))
+        TrainContext(micro_base, new, [], 0, tmp_path / "artifact", progress=False))
     after = reliability(trained.model, trained.processor)
     assert after > before + 0.3, (before, after)
 

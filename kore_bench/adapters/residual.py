@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import KoreBenchError
-from ..method import load_artifact, save_artifact
+from .artifacts import ArtifactFormat, load_artifact, save_artifact
 from ..models.parts import unwrap
 
 BASE_WEIGHTS = "base_weights.safetensors"
@@ -72,25 +72,10 @@ def load_with_base_weights(model: nn.Module, artifact_dir: Path) -> nn.Module:
     return model
 
 
-class RewrittenBaseArtifact:
-    """Method mixin: the artifact keeps the rewritten base weights next to the adapter.
+REWRITTEN_BASE = ArtifactFormat("adapter + trained tensors + rewritten base weights", save_with_base_weights,
+                                load_with_base_weights)
 
-    For methods whose initialisation rewrites base weights (CorDA, KORE, PiSSA ...): a plain
-    adapter on the original base would not reproduce the trained model.
-    """
-
-    # the init reads and rewrites each whole frozen weight before training and saves it afterwards
-    unsupported_sharding = {"zero3": "its initialisation reads and rewrites every adapted base weight as a whole "
-                                     "(W - WP) and its artifact stores those weights; ZeRO-3 partitions weights "
-                                     "from load time (zero.Init), so no rank holds a whole W. Use zero2 or fsdp, "
-                                     "which shard after the initialisation"}
-
-    def load(self, ctx):
-        from kore_bench.method import TrainedModel
-
-        model, processor = ctx.base.load(ctx.device)
-        return TrainedModel(load_with_base_weights(model, ctx.artifact_dir), processor)
-
-    @staticmethod
-    def save(model, artifact_dir) -> None:
-        save_with_base_weights(model, artifact_dir)
+# why a method whose init rewrites base weights cannot train under ZeRO-3 (``Method.unsupported_sharding``)
+ZERO3_REWRITE = ("its initialisation reads and rewrites every adapted base weight as a whole (W - WP) and its "
+                 "artifact stores those weights; ZeRO-3 partitions weights from load time (zero.Init), so no rank "
+                 "holds a whole W. Use zero2 or fsdp, which shard after the initialisation")

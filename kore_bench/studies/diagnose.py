@@ -173,7 +173,7 @@ def diagnose(output: Path, *, world: str = "default", arch: str = "llava", model
     if augmenter:
         from ..augment import augment
 
-        new_samples = augment(augmenter, new_samples, prep.world_dir, seed)
+        new_samples = augment(augmenter, new_samples, prep.suites[0].facts_dir(), seed)
     calibration = draw_calibration(prep.old_pool, calibration_samples or kore.calibration_samples, seed)
     old_samples = prompts(held_out, samples, seed, "old")
     new_samples = prompts(new_samples, samples, seed, "new")
