@@ -3,10 +3,14 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
+import inspect
 import json
 import sys
+import typing
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -31,12 +35,53 @@ WorldOpt = Annotated[str, typer.Option(help="embedded world preset: micro, small
 ArchOpt = Annotated[str, typer.Option(help="kore-tiny architecture: llava or qwen")]
 ModelOpt = Annotated[Optional[str], typer.Option(help="a Hugging Face model id or path instead of kore-tiny")]
 NewOpt = Annotated[str, typer.Option(help="new-knowledge suite, e.g. evoke:/data/EVOKE")]
-RetentionOpt = Annotated[str, typer.Option(help="comma-separated retention suites")]
-BatchSizeOpt = Annotated[int, typer.Option(help="evaluation batch size")]
-IncludePathOpt = Annotated[list[Path], typer.Option(help="folder with extra methods (*.py) and suites (*.yaml)")]
 DevShareOpt = Annotated[float, typer.Option(help="data without a dev split: seeded share held out as dev")]
 DeviceOpt = Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1 ... (default: cuda if available)")]
-ProgressOpt = Annotated[bool, typer.Option(help="show progress bars")]
+
+# The run options of run, tune and frontier (RunConfig fields), declared once and added to each
+# command's signature by @with_run_options: name → (annotation, default).
+RUN_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "world": (WorldOpt, "default"),
+    "arch": (ArchOpt, "llava"),
+    "model": (ModelOpt, None),
+    "seeds": (Annotated[str, typer.Option(help="comma-separated training seeds (per trial or point in "
+                                                "tune and frontier)")], "0"),
+    "new": (NewOpt, "world-new"),
+    "retention": (Annotated[str, typer.Option(help="comma-separated retention suites")], "world-retention"),
+    "limit": (Annotated[Optional[int], typer.Option(help="evaluate at most N samples per task (smoke test)")], None),
+    "batch_size": (Annotated[int, typer.Option(help="evaluation batch size")], 32),
+    "include_path": (Annotated[list[Path], typer.Option(help="folder with extra methods (*.py) and suites "
+                                                              "(*.yaml)")], []),
+    "set_": (Annotated[list[str], typer.Option("--set", help="method setting, e.g. --set lora.lr=1e-3 "
+                                                             "(repeatable; fixed in every trial or point)")], []),
+    "device": (DeviceOpt, None),
+    "progress": (Annotated[bool, typer.Option(help="show progress bars")], True),
+}
+
+
+def with_run_options(command: Callable) -> Callable:
+    """Add the shared :data:`RUN_OPTIONS` to ``command``'s CLI signature; the command receives them
+    as ``run_options``, a dict of :class:`~kore_bench.runner.RunConfig` fields (parsed)."""
+    hints = typing.get_type_hints(command, include_extras=True)
+    own = [p.replace(annotation=hints[p.name]) for p in inspect.signature(command).parameters.values()
+           if p.name != "run_options"]
+    shared = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=a, default=d)
+              for n, (a, d) in RUN_OPTIONS.items()]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> Any:
+        opts = {n: kwargs.pop(n) for n in RUN_OPTIONS}
+        run_options = dict(
+            world=opts["world"], arch=opts["arch"], model=opts["model"], seeds=parse_seeds(opts["seeds"]),
+            new=opts["new"], retention=_csv(opts["retention"]), limit=opts["limit"], batch_size=opts["batch_size"],
+            include_paths=list(opts["include_path"]), method_args=_parse_sets(opts["set_"]), device=opts["device"],
+            progress=opts["progress"])
+        return command(**kwargs, run_options=run_options)
+
+    wrapper.__signature__ = inspect.Signature([*own, *shared])
+    wrapper.__annotations__ = {p.name: p.annotation for p in wrapper.__signature__.parameters.values()}
+    del wrapper.__wrapped__  # typer must read the new signature, not the command's
+    return wrapper
 
 
 def parse_seeds(value: str) -> list[int]:
@@ -66,21 +111,11 @@ def _parse_sets(sets: list[str]) -> dict[str, dict]:
 
 
 @app.command()
+@with_run_options
 def run(
+    run_options: dict,
     methods: str = typer.Option("lora,full-ft,replay", help="comma-separated method keys (base is always added)"),
-    world: WorldOpt = "default",
-    arch: ArchOpt = "llava",
-    model: ModelOpt = None,
-    seeds: str = typer.Option("0", help="comma-separated training seeds"),
     output: Optional[Path] = typer.Option(None, help="run directory (default runs/<world>-<arch>)"),
-    new: NewOpt = "world-new",
-    retention: RetentionOpt = "world-retention",
-    limit: Optional[int] = typer.Option(None, help="evaluate at most N samples per task (smoke test)"),
-    batch_size: BatchSizeOpt = 32,
-    include_path: IncludePathOpt = [],
-    set_: list[str] = typer.Option([], "--set", help="method setting, e.g. --set lora.lr=1e-3 (repeatable)"),
-    device: DeviceOpt = None,
-    progress: ProgressOpt = True,
     split: str = typer.Option("test", help="test (reported scores) or dev (selection only)"),
     dev_share: Annotated[float, typer.Option(help="hold out this seeded share of dev-less test data as dev "
                                                   "(default 0: test scores over the full published sets)")] = 0.0,
@@ -92,17 +127,17 @@ def run(
     from .runner import RunConfig
     from .runner import run as run_benchmark
 
-    cfg = RunConfig(
-        methods=_csv(methods), world=world, arch=arch, model=model,
-        seeds=parse_seeds(seeds),
-        output=output or Path("runs") / (Path(model).name if model else f"{world}-{arch}"),
-        new=new, retention=_csv(retention), limit=limit, batch_size=batch_size,
-        include_paths=list(include_path), method_args=_parse_sets(set_), device=device, progress=progress,
-        split=split, dev_share=dev_share, dev_seed=dev_seed, tuned=_tuned_dir(tuned, world, arch, model),
-    )
+    cfg = RunConfig(methods=_csv(methods), output=output or _default_output("", run_options), split=split,
+                    dev_share=dev_share, dev_seed=dev_seed, tuned=_tuned_dir(tuned, run_options), **run_options)
     path = run_benchmark(cfg, console)
     out.print(f"results: {path}")
     _exit_on_failures(path)
+
+
+def _default_output(kind: str, run_options: dict) -> Path:
+    from .studies.tuned import default_output
+
+    return default_output(kind, run_options["world"], run_options["arch"], run_options["model"])
 
 
 def _exit_on_failures(path: Path) -> None:
@@ -116,14 +151,10 @@ def _exit_on_failures(path: Path) -> None:
         sys.exit(1)
 
 
-def _tuned_dir(value: Optional[str], world: str, arch: str, model: Optional[str]) -> Optional[Path]:
+def _tuned_dir(value: Optional[str], run_options: dict) -> Optional[Path]:
     if value is None:
         return None
-    if value == "default":
-        from .studies.tune import default_output
-
-        return default_output(world, arch, model)
-    return Path(value)
+    return _default_output("tune", run_options) if value == "default" else Path(value)
 
 
 def _range(value: Optional[str]) -> Optional[tuple[float, float]]:
@@ -138,42 +169,31 @@ def _range(value: Optional[str]) -> Optional[tuple[float, float]]:
 
 
 @app.command()
+@with_run_options
 def tune(
+    run_options: dict,
     methods: str = typer.Option(..., help="comma-separated method keys, each tuned with the same budget"),
     budget: int = typer.Option(8, help="trials per method (the same for every method)"),
     space: Optional[Path] = typer.Option(None, help="YAML overriding the methods' search spaces"),
     seed: int = typer.Option(0, help="seed of the trial design"),
-    world: WorldOpt = "default",
-    arch: ArchOpt = "llava",
-    model: ModelOpt = None,
-    seeds: str = typer.Option("0", help="comma-separated training seeds per trial (dev Avg is their mean)"),
     output: Optional[Path] = typer.Option(None, help="tune directory (default runs/tune-<world>-<arch>)"),
-    new: NewOpt = "world-new",
-    retention: RetentionOpt = "world-retention",
-    limit: Optional[int] = typer.Option(None, help="evaluate at most N dev samples per task"),
-    batch_size: BatchSizeOpt = 32,
-    include_path: IncludePathOpt = [],
-    set_: list[str] = typer.Option([], "--set", help="fixed setting for every trial, e.g. --set lora.steps=50"),
     dev_share: DevShareOpt = 0.1,
     dev_seed: int = typer.Option(0, help="seed of that hold-out"),
-    device: DeviceOpt = None,
-    progress: ProgressOpt = True,
 ) -> None:
     """Equal-budget search on the dev split: the same number of trials per method, scored by dev Avg."""
-    from .studies.tune import default_output
     from .studies.tune import tune as run_tune
 
-    path = run_tune(
-        _csv(methods), budget, output or default_output(world, arch, model), space_file=space, seed=seed,
-        console=console, world=world, arch=arch, model=model, seeds=parse_seeds(seeds), new=new,
-        retention=_csv(retention), limit=limit, batch_size=batch_size, include_paths=list(include_path),
-        method_args=_parse_sets(set_), dev_share=dev_share, dev_seed=dev_seed, device=device, progress=progress,
-    )
-    out.print(f"tuned settings: {path / 'tuned.json'} (use: kore-bench run --tuned {path})")
+    path = run_tune(_csv(methods), budget, output or _default_output("tune", run_options), space_file=space,
+                    seed=seed, console=console, dev_share=dev_share, dev_seed=dev_seed, **run_options)
+    out.print(f"tuned settings: {path / 'tuned.json'} (use: kore-bench run --tuned {path} --dev-share {dev_share} "
+              f"--dev-seed {dev_seed}, so the tested items are not those selection saw)")
+    _exit_on_failures(path)
 
 
 @app.command()
+@with_run_options
 def frontier(
+    run_options: dict,
     methods: str = typer.Option(..., help="comma-separated method keys"),
     points: int = typer.Option(5, help="points per method along the swept setting"),
     param: str = typer.Option("lr", help="the swept setting (lr, steps, epochs ...)"),
@@ -181,36 +201,22 @@ def frontier(
                                                                 "method's search-space range"),
     levels: Optional[str] = typer.Option(None, help="K.A levels for K.R at matched adaptation, e.g. 20,40,60"),
     split: str = typer.Option("test", help="test (a reported curve) or dev"),
-    world: WorldOpt = "default",
-    arch: ArchOpt = "llava",
-    model: ModelOpt = None,
-    seeds: str = typer.Option("0", help="comma-separated training seeds per point"),
     output: Optional[Path] = typer.Option(None, help="frontier directory (default runs/frontier-<world>-<arch>)"),
-    new: NewOpt = "world-new",
-    retention: RetentionOpt = "world-retention",
-    limit: Optional[int] = typer.Option(None, help="evaluate at most N samples per task"),
-    batch_size: BatchSizeOpt = 32,
-    include_path: IncludePathOpt = [],
-    set_: list[str] = typer.Option([], "--set", help="fixed setting for every point, e.g. --set lora.rank=8"),
     tuned: Optional[str] = typer.Option(None, help="start from a tune directory's winners (the swept value wins)"),
-    dev_share: DevShareOpt = 0.1,
-    device: DeviceOpt = None,
-    progress: ProgressOpt = True,
+    dev_share: Annotated[float, typer.Option(help="hold out this seeded share of dev-less test data as dev "
+                                                  "(default 0: a test curve over the full published sets)")] = 0.0,
 ) -> None:
     """Sweep each method along its step size: K.A/K.R curves, their Pareto front, K.R at matched K.A."""
     from .studies.frontier import frontier as run_frontier
 
-    name = Path(model).name if model else f"{world}-{arch}"
     try:
         level_values = [float(v) for v in _csv(levels)] if levels else None
     except ValueError:
         raise KoreBenchError(f"--levels {levels!r}: expected numbers, e.g. 20,40,60") from None
     path = run_frontier(
-        _csv(methods), points, output or Path("runs") / f"frontier-{name}", param=param, value_range=_range(range_),
-        levels=level_values, split=split, console=console, world=world, arch=arch, model=model,
-        seeds=parse_seeds(seeds), new=new, retention=_csv(retention), limit=limit,
-        batch_size=batch_size, include_paths=list(include_path), method_args=_parse_sets(set_),
-        tuned=_tuned_dir(tuned, world, arch, model), dev_share=dev_share, device=device, progress=progress,
+        _csv(methods), points, output or _default_output("frontier", run_options), param=param,
+        value_range=_range(range_), levels=level_values, split=split, console=console,
+        tuned=_tuned_dir(tuned, run_options), dev_share=dev_share, **run_options,
     )
     out.print(f"frontier: {path / 'frontier.png'}, {path / 'frontier.svg'}, {path / 'frontier.csv'}")
 
@@ -231,16 +237,17 @@ def diagnose(
     seed: int = typer.Option(0, help="calibration draw seed (KORE uses the training seed)"),
     threshold: float = typer.Option(2.0, help="new/old ratio from which the constraint separates the data"),
     output: Optional[Path] = typer.Option(None, help="output directory (default runs/diagnose-<world>-<arch>)"),
-    include_path: list[Path] = typer.Option([], help="folder with extra suites (*.yaml)"),
+    include_path: Annotated[list[Path], typer.Option(help="folder with extra suites (*.yaml)")] = [],
     dev_share: DevShareOpt = 0.1,
     device: DeviceOpt = None,
 ) -> None:
     """Per decoder linear: how much energy new vs held-out old data put into KORE's trainable subspace."""
     from .studies.diagnose import diagnose as run_diagnose
 
-    name = Path(model).name if model else f"{world}-{arch}"
+    from .studies.tuned import default_output
+
     path = run_diagnose(
-        output or Path("runs") / f"diagnose-{name}", world=world, arch=arch, model=model, new=new,
+        output or default_output("diagnose", world, arch, model), world=world, arch=arch, model=model, new=new,
         retention=_csv(retention), rank=rank, split=split, samples=samples,
         calibration_samples=calibration_samples, seed=seed, augmenter=augmenter,
         include_paths=list(include_path), dev_share=dev_share, device=device, threshold=threshold, console=console,
@@ -262,7 +269,7 @@ def plan(
     grad_accum: int = typer.Option(1, help="gradient accumulation steps (the global batch stays the method's)"),
     accelerate_config: Optional[Path] = typer.Option(None, help="plan only the mode of this accelerate config "
                                                                 "(configs/accelerate/*.yaml)"),
-    include_path: IncludePathOpt = [],
+    include_path: Annotated[list[Path], typer.Option(help="folder with extra methods (*.py)")] = [],
 ) -> None:
     """Trainable parameters, optimizer state, activations, calibration memory and fit per sharding mode."""
     from .plan import MODES, Settings, gb, millions, parse_memory, read_accelerate_config

@@ -32,7 +32,7 @@ from ..registry import load_methods
 from ..runner import REFERENCE_METHOD, run
 from ..search import LogUniform, Param, at_range_edge
 from ..store import RunDir, atomic_write_json, atomic_write_text, environment, read_json
-from .tune import run_status, score_run, trial_template
+from .trials import run_status, score_run, trial_template
 
 COLUMNS = ["method", "param", "value", "CEM", "F1", "K.A", "K.R", "Avg", "pareto", "status", "dir"]
 

@@ -25,18 +25,13 @@ from rich.table import Table
 
 from ..errors import KoreBenchError
 from ..registry import load_methods
-from ..runner import REFERENCE_METHOD, RunConfig, run
+from ..runner import REFERENCE_METHOD, run
 from ..search import Space, check_space, design, load_space_file, merge_space, space_to_dict
 from ..store import RunDir, atomic_write_json, environment, read_json
+from .trials import run_status, score_run, trial_template
+from .tuned import TUNED
 
-TUNED = "tuned.json"
 DESIGN = "centred Latin hypercube (kore_bench.search.design)"
-SCORES = ("CEM", "F1", "K.A", "K.R", "Avg")
-
-
-def default_output(world: str = "default", arch: str = "llava", model: str | None = None) -> Path:
-    """Where ``tune`` writes and ``run --tuned default`` reads when no directory is given."""
-    return Path("runs") / f"tune-{Path(model).name if model else f'{world}-{arch}'}"
 
 
 def method_spaces(methods: list[str], space_file: Path | None = None, fixed: dict[str, dict] | None = None,
@@ -57,37 +52,6 @@ def method_spaces(methods: list[str], space_file: Path | None = None, fixed: dic
                                  f"{' after --set' if (fixed or {}).get(name) else ''})")
         spaces[name] = space
     return spaces
-
-
-def score_run(run_dir: Path, method: str) -> dict[str, float]:
-    """Mean over seeds of CEM, F1, K.A, K.R and Avg of ``method`` in a run directory."""
-    from ..report import per_seed, tidy_scores
-
-    rows = per_seed(tidy_scores(run_dir))
-    rows = rows[rows.method == method] if len(rows) else rows
-    return {k: float(rows[k].mean()) if len(rows) and k in rows else math.nan for k in SCORES}
-
-
-def run_status(run_dir: Path, method: str) -> str:
-    manifest = read_json(run_dir / "manifest.json") if (run_dir / "manifest.json").exists() else {}
-    failed = {k: v for k, v in (manifest.get("failed") or {}).items() if k.split("/")[0] == method}
-    return "failed: " + next(iter(failed.values())) if failed else "ok"
-
-
-def trial_template(command: str, methods: list[str], count: tuple[str, int], output: Path, split: str,
-                   own_keys: tuple[str, ...], run_options: dict[str, Any], empty: str) -> tuple[list[str], RunConfig]:
-    """Checks shared by ``tune`` and ``frontier``: a positive count, some methods besides the base,
-    no run option the command sets itself; returns the methods and the RunConfig every trial copies."""
-    name, value = count
-    if value < 1:
-        raise KoreBenchError(f"--{name} must be at least 1, got {value}")
-    methods = list(dict.fromkeys(m for m in methods if m != REFERENCE_METHOD))
-    if not methods:
-        raise KoreBenchError(empty)
-    for key in ("methods", "output", "split", "reference", *own_keys):
-        if key in run_options:
-            raise KoreBenchError(f"{command} sets {key!r} itself")
-    return methods, RunConfig(methods=[], output=output, split=split, reference=False, **run_options)
 
 
 def tune(methods: list[str], budget: int, output: Path, *, space_file: Path | None = None, seed: int = 0,
@@ -193,38 +157,3 @@ def tuned_table(results: dict[str, Any], reference: dict[str, float] | None = No
             t.add_row(m, str(trial["trial"]) + (" *" if won else ""), settings, *scores,
                       style="bold" if won else ("red" if trial["status"] != "ok" else None))
     return t
-
-
-def load_tuned(path: Path | str) -> tuple[Path, dict[str, Any]]:
-    """``tuned.json`` of a tune directory (or the file itself)."""
-    path = Path(path)
-    file = path / TUNED if path.is_dir() or not path.suffix else path
-    if not file.is_file():
-        raise KoreBenchError(f"--tuned {path}: no {TUNED} (run kore-bench tune --output {path} first)")
-    return file, read_json(file)
-
-
-def apply_tuned(path: Path | str, methods: list[str], explicit: dict[str, dict[str, Any]]
-                ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """Method settings with the tuned winners of ``methods`` under the ``explicit`` ones, and the
-    provenance to record. Every method must have been tuned, all with the same budget."""
-    file, data = load_tuned(path)
-    missing = [m for m in methods if (data.get(m) or {}).get("settings") is None]
-    if missing:
-        raise KoreBenchError(f"{file} has no tuned settings for {', '.join(missing)}: tune them too "
-                             f"(kore-bench tune --methods {','.join(missing)} --output {file.parent}) "
-                             "or run without --tuned")
-    budgets = {m: data[m]["provenance"]["budget"] for m in methods}
-    if len(set(budgets.values())) > 1:
-        raise KoreBenchError(f"{file}: the methods were tuned with different budgets {budgets}; "
-                             "an unequal search is not a fair comparison (re-tune them together)")
-    args = {m: dict(v) for m, v in explicit.items()}
-    info: dict[str, Any] = {"path": str(file), "methods": {}, "base_fingerprints": set()}
-    for m in methods:
-        entry = data[m]
-        args[m] = {**entry["settings"], **explicit.get(m, {})}
-        info["methods"][m] = {"settings": entry["settings"], "applied": args[m], "dev_avg": entry.get("dev_avg"),
-                              "overridden_by_set": sorted(set(explicit.get(m, {})) & set(entry["settings"])),
-                              "provenance": {k: v for k, v in entry["provenance"].items() if k != "splits"}}
-        info["base_fingerprints"].add(entry["provenance"].get("base_fingerprint"))
-    return args, info

@@ -1,0 +1,43 @@
+"""Helpers shared by ``tune`` and ``frontier``: each trial or point is an ordinary run directory."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from ..errors import KoreBenchError
+from ..runner import REFERENCE_METHOD, RunConfig
+from ..store import read_json
+
+SCORES = ("CEM", "F1", "K.A", "K.R", "Avg")
+
+
+def score_run(run_dir: Path, method: str) -> dict[str, float]:
+    """Mean over seeds of CEM, F1, K.A, K.R and Avg of ``method`` in a run directory."""
+    from ..report import per_seed, tidy_scores
+
+    rows = per_seed(tidy_scores(run_dir))
+    rows = rows[rows.method == method] if len(rows) else rows
+    return {k: float(rows[k].mean()) if len(rows) and k in rows else math.nan for k in SCORES}
+
+
+def run_status(run_dir: Path, method: str) -> str:
+    manifest = read_json(run_dir / "manifest.json") if (run_dir / "manifest.json").exists() else {}
+    failed = {k: v for k, v in (manifest.get("failed") or {}).items() if k.split("/")[0] == method}
+    return "failed: " + next(iter(failed.values())) if failed else "ok"
+
+
+def trial_template(command: str, methods: list[str], count: tuple[str, int], output: Path, split: str,
+                   own_keys: tuple[str, ...], run_options: dict[str, Any], empty: str) -> tuple[list[str], RunConfig]:
+    """Checks shared by ``tune`` and ``frontier``: a positive count, some methods besides the base,
+    no run option the command sets itself; returns the methods and the RunConfig every trial copies."""
+    name, value = count
+    if value < 1:
+        raise KoreBenchError(f"--{name} must be at least 1, got {value}")
+    methods = list(dict.fromkeys(m for m in methods if m != REFERENCE_METHOD))
+    if not methods:
+        raise KoreBenchError(empty)
+    for key in ("methods", "output", "split", "reference", *own_keys):
+        if key in run_options:
+            raise KoreBenchError(f"{command} sets {key!r} itself")
+    return methods, RunConfig(methods=[], output=output, split=split, reference=False, **run_options)
