@@ -28,7 +28,7 @@ import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, ClassVar, Union
 
 from .errors import KoreBenchError
 
@@ -38,12 +38,30 @@ def _round(value: float, integer: bool) -> float | int:
 
 
 @dataclass(frozen=True)
-class LogUniform:
-    """A positive range searched on a log scale (learning rates, steps)."""
+class _Range:
+    """A range of values between ``low`` and ``high``; subclasses map a position in [0, 1] to a value."""
 
     low: float
     high: float
     integer: bool = False
+    kind: ClassVar[str] = ""  # its key in a space file
+
+    def at(self, u: float) -> float | int:
+        raise NotImplementedError
+
+    def grid(self, k: int) -> list[float | int]:
+        """``k`` values from ``low`` to ``high`` (both included), evenly spaced on the range's scale."""
+        return _dedupe([self.at(i / (k - 1)) for i in range(k)] if k > 1 else [self.at(0.5)])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {self.kind: [self.low, self.high], **({"integer": True} if self.integer else {})}
+
+
+@dataclass(frozen=True)
+class LogUniform(_Range):
+    """A positive range searched on a log scale (learning rates, steps)."""
+
+    kind: ClassVar[str] = "log_uniform"
 
     def __post_init__(self) -> None:
         if not (0 < self.low <= self.high) or not math.isfinite(self.high):
@@ -53,21 +71,12 @@ class LogUniform:
         lo, hi = math.log(self.low), math.log(self.high)
         return _round(math.exp(lo + u * (hi - lo)), self.integer)
 
-    def grid(self, k: int) -> list[float | int]:
-        """``k`` geometrically spaced values from ``low`` to ``high`` (both included)."""
-        return _dedupe([self.at(i / (k - 1)) for i in range(k)] if k > 1 else [self.at(0.5)])
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"log_uniform": [self.low, self.high], **({"integer": True} if self.integer else {})}
-
 
 @dataclass(frozen=True)
-class Uniform:
+class Uniform(_Range):
     """A range searched on a linear scale (shares, ratios)."""
 
-    low: float
-    high: float
-    integer: bool = False
+    kind: ClassVar[str] = "uniform"
 
     def __post_init__(self) -> None:
         if not self.low <= self.high:
@@ -75,12 +84,6 @@ class Uniform:
 
     def at(self, u: float) -> float | int:
         return _round(self.low + u * (self.high - self.low), self.integer)
-
-    def grid(self, k: int) -> list[float | int]:
-        return _dedupe([self.at(i / (k - 1)) for i in range(k)] if k > 1 else [self.at(0.5)])
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"uniform": [self.low, self.high], **({"integer": True} if self.integer else {})}
 
 
 @dataclass(frozen=True)

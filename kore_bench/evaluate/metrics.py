@@ -82,8 +82,9 @@ _CONTRACTIONS = {
 }
 
 
-def _vqa_punctuation(text: str) -> str:
-    """VQA ``processPunctuation``: delete or space out marks, then strip (up to 32) periods."""
+def vqa_punctuation(text: str, period: re.Pattern = _PERIOD) -> str:
+    """VQA ``processPunctuation``: delete or space out marks, then strip (up to 32) periods matched
+    by ``period`` (the VQA original: ``\.(?!\d)``; VLMEvalKit's copy adds a real lookbehind)."""
     digits_comma = _COMMA_BETWEEN_DIGITS.search(text) is not None
     out = text
     for p in _VQA_PUNCT:
@@ -91,7 +92,7 @@ def _vqa_punctuation(text: str) -> str:
             out = out.replace(p, "")
         else:
             out = out.replace(p, " ")
-    return _PERIOD.sub("", out, count=_PERIOD_MAX_SUBS)
+    return period.sub("", out, count=_PERIOD_MAX_SUBS)
 
 
 def _vqa_words(text: str) -> str:
@@ -103,7 +104,7 @@ def _vqa_words(text: str) -> str:
 def vqa_normalize(text: str) -> str:
     """The full VQA answer normalisation EVOKE applies to prediction and gold alike."""
     text = text.replace("\n", " ").replace("\t", " ").strip()
-    return _vqa_words(_vqa_punctuation(text))
+    return _vqa_words(vqa_punctuation(text))
 
 
 def cem(prediction: str, gold: str) -> float:

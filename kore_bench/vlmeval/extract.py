@@ -17,24 +17,16 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-_PUNCT = [";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?", "!"]
-_COMMA_STRIP = re.compile(r"(\d)(,)(\d)")
+from ..evaluate.metrics import vqa_punctuation
+
 _PERIOD_STRIP = re.compile(r"(?<!\d)\.(?!\d)")
-_PERIOD_MAX_SUBS = int(re.UNICODE)  # VLMEvalKit passes re.UNICODE (32) as re.sub's count
 
 UNKNOWN = "Unknown"
 
 
 def process_punctuation(text: str) -> str:
     """VLMEvalKit's ``process_punctuation`` (VQA-style; its period rule has a real lookbehind)."""
-    digits_comma = _COMMA_STRIP.search(text) is not None
-    out = text
-    for p in _PUNCT:
-        if p + " " in text or " " + p in text or digits_comma:
-            out = out.replace(p, "")
-        else:
-            out = out.replace(p, " ")
-    return _PERIOD_STRIP.sub("", out, count=_PERIOD_MAX_SUBS)
+    return vqa_punctuation(text, _PERIOD_STRIP)
 
 
 def extract_yes_no(prediction: str) -> str:
