@@ -238,8 +238,13 @@ class Method:
         raise NotImplementedError(f"method {self.name!r} does not declare its trainable parameters")
 
     def save(self, model: torch.nn.Module, artifact_dir: Path) -> None:
-        """Save what training changed, in the method's declared ``artifact`` format."""
-        self.artifact.save(model, artifact_dir)
+        """Save what training changed, in the method's declared ``artifact`` format (under a launcher:
+        the main rank writes, the others wait)."""
+        from . import distributed
+
+        if distributed.is_main():
+            self.artifact.save(model, artifact_dir)
+        distributed.barrier()
 
 
 def register_method(name: str):

@@ -5,9 +5,15 @@ trainable (``requires_grad``), may put parameters in groups with their own learn
 the multimodal projector), add a regulariser to the loss, or give a :class:`BatchSource` that
 makes the batches (replay's memory: :class:`WithMemory`). Training runs on the device asked for
 (``device``), else where the model is (CUDA when it is on the CPU and CUDA is available).
+
+Under ``accelerate launch`` (several processes), every rank draws the same global batches and
+trains on its share of each (the model is wrapped by accelerate: DDP, FSDP or DeepSpeed); each
+micro-batch's loss is its token sum over the global batch's token count, so the gradient is the
+one a single process computes on the whole batch.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
@@ -18,8 +24,9 @@ import torch
 from accelerate import Accelerator
 from transformers import get_cosine_schedule_with_warmup
 
+from . import distributed
 from .data import Sample
-from .encoding import check_supported, collate, encode_for_training
+from .encoding import IGNORE_INDEX, check_supported, collate, encode_for_training
 from .errors import KoreBenchError
 from .progress import Progress
 
@@ -41,6 +48,10 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     max_length: int | None = None
     bf16: bool = False  # used on CUDA only
+    # micro-batches per optimiser step: the global batch (batch_size) is split over processes and
+    # then into grad_accum parts, so the optimisation is the same as one process's (tests/test_distributed.py)
+    grad_accum: int = 1
+    gradient_checkpointing: bool = False  # recompute each decoder block in the backward pass (real models)
 
 
 @dataclass
@@ -119,8 +130,18 @@ def train_model(
     trainable = count_trainable(model)
     optimizer = torch.optim.AdamW(param_groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "enable_input_require_grads"):
+            model.enable_input_require_grads()  # frozen embeddings: checkpointed blocks still need a grad path
     model, optimizer = accelerator.prepare(model, optimizer)
     model.train()
+    unwrapped = accelerator.unwrap_model(model)  # what a method's penalty inspects (its adapter ...)
+    world, rank = distributed.world_size(), distributed.rank()
+    parts = world * cfg.grad_accum
+    if cfg.batch_size < parts:
+        raise KoreBenchError(f"batch_size {cfg.batch_size} cannot be split over {world} process(es) x grad_accum "
+                             f"{cfg.grad_accum}: raise batch_size or lower grad_accum")
     pad_id = _pad_id(processor)
 
     stream = (batches or BatchSource()).open(features, processor, cfg, seed)
@@ -129,16 +150,29 @@ def train_model(
     bar = Progress(label, total, progress, unit="steps", loss=float("nan"))
     loss_value = float("nan")
     for step in range(total):
-        batch = {k: v.to(target) for k, v in collate(next(stream), pad_id).items()}
-        with accelerator.autocast():
-            outputs = model(**batch)
-            loss = outputs.loss
-            if extra_loss is not None:
-                loss = loss + extra_loss(model, batch, outputs)
-        loss_value = loss.item()
+        members = next(stream)
+        mine = members[rank::world]  # this rank's share, then its micro-batches
+        micro = [mine[k::cfg.grad_accum] for k in range(cfg.grad_accum)]
+        tokens = [_answer_tokens(m) for m in micro]
+        global_tokens = distributed.all_reduce_sum(sum(tokens))
+        step_loss = 0.0
+        for k, (part, n) in enumerate(zip(micro, tokens)):
+            if not part:  # an epoch's short last batch: every rank still steps (collectives), at weight 0
+                part = members[:1]
+            batch = {key: v.to(target) for key, v in collate(part, pad_id).items()}
+            # the token mean over the global batch; DDP averages gradients over ranks, hence x world
+            scale = n * world / max(global_tokens, 1) if parts > 1 else 1.0
+            sync = accelerator.no_sync(model) if k < cfg.grad_accum - 1 else contextlib.nullcontext()
+            with sync, accelerator.autocast():
+                outputs = model(**batch)
+                loss = outputs.loss * scale
+                if extra_loss is not None:
+                    loss = loss + extra_loss(unwrapped, batch, outputs) / cfg.grad_accum
+            accelerator.backward(loss)
+            step_loss += loss.item() / world
+        loss_value = distributed.all_reduce_sum(step_loss) if world > 1 else step_loss
         if not math.isfinite(loss_value):
             raise TrainingDiverged(f"loss became {loss_value} at step {step + 1}/{total}")
-        accelerator.backward(loss)
         if cfg.max_grad_norm:
             accelerator.clip_grad_norm_([p for g in param_groups for p in g["params"]], cfg.max_grad_norm)
         optimizer.step()
@@ -232,6 +266,11 @@ def length_grouped_batches(lengths: Sequence[int], batch_size: int, rng: random.
         batches += [members[b : b + batch_size] for b in range(0, len(members), batch_size)]
     rng.shuffle(batches)
     return batches
+
+
+def _answer_tokens(features: Sequence[dict]) -> int:
+    """Tokens the loss is taken on (label positions after the shift) in these encoded samples."""
+    return sum(int((f["labels"][..., 1:] != IGNORE_INDEX).sum()) for f in features)
 
 
 def _pad_id(processor) -> int:

@@ -30,6 +30,7 @@ RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "dropout": (0, 1, True, False),
     "alpha_over_rank": (0, None, False, True),
     "ratio": (0, 1, False, True),
+    "grad_accum": (1, None, True, True),
 }
 
 
@@ -126,9 +127,25 @@ def run_settings(cfg) -> None:
     if not (isinstance(cfg.dev_share, (int, float)) and 0 <= cfg.dev_share < 1):
         raise KoreBenchError(f"--dev-share {cfg.dev_share}: must be in [0, 1)")
     device(cfg.device)
+    if cfg.shard is not None:
+        parse_shard("/".join(map(str, cfg.shard)))
     output_dir(Path(cfg.output))
     if cfg.model:
         model(cfg.model)
+
+
+def parse_shard(value: str | None) -> tuple[int, int] | None:
+    """``--shard I/N``: the I-th (1-based) of N shares."""
+    if value is None:
+        return None
+    i, sep, n = value.partition("/")
+    try:
+        shard = (int(i), int(n))
+    except ValueError:
+        shard = None
+    if not sep or shard is None or not 1 <= shard[0] <= shard[1]:
+        raise KoreBenchError(f"--shard {value!r}: expected I/N with 1 ≤ I ≤ N, e.g. --shard 1/4")
+    return shard
 
 
 def device(value: str | None) -> None:

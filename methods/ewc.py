@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from kore_bench.adapters.covariance import draw_calibration, features_fingerprint
+from kore_bench import distributed
 from kore_bench.errors import KoreBenchError
 from kore_bench.method import TrainContext, register_method
 from kore_bench.models.parts import unwrap
@@ -61,7 +62,7 @@ def compute_fisher(model: nn.Module, features: list[dict[str, torch.Tensor]]) ->
     was_training = base.training
     base.eval()
     try:
-        for f in features:
+        for _, f in distributed.shard(features):  # under a launcher: this rank's share, summed below
             loss = base(**{k: v.to(device) for k, v in f.items()}).loss
             if not torch.isfinite(loss):
                 raise KoreBenchError("non-finite loss on an old-knowledge sample while computing the Fisher")
@@ -72,7 +73,7 @@ def compute_fisher(model: nn.Module, features: list[dict[str, torch.Tensor]]) ->
         base.train(was_training)
         for p in base.parameters():
             p.requires_grad_(flags[id(p)])
-    return {name: f / len(features) for name, f in fisher.items()}
+    return {name: distributed.all_reduce_sum(f) / len(features) for name, f in fisher.items()}
 
 
 def fisher_for(model: nn.Module, processor, ctx: TrainContext, n: int, cache: bool) -> dict[str, torch.Tensor]:
@@ -90,12 +91,12 @@ def fisher_for(model: nn.Module, processor, ctx: TrainContext, n: int, cache: bo
     key = fingerprint("fisher", ctx.base.fingerprint, features_fingerprint(features), names, FISHER_VERSION)
     path = cache_root() / "fisher" / f"fisher-{key}.safetensors"
     device = next(model.parameters()).device
-    if cache and path.exists():
+    if cache and distributed.broadcast(path.exists()):  # one decision for every rank
         stored = load_file(str(path), device=str(device))
         if sorted(stored) == sorted(names):
             return stored
     fisher = compute_fisher(model, features)
-    if cache:
+    if cache and distributed.is_main():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         save_file({k: v.contiguous().cpu() for k, v in fisher.items()}, str(tmp),

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .. import distributed
 from ..data import Sample
 from ..encoding import collate, encode_prompt
 from ..errors import KoreBenchError
@@ -204,13 +205,13 @@ def collect_covariances(
         model_fp = model_fingerprint or weights_fingerprint(base)
         fp = fingerprint("covariances", model_fp, features_fingerprint(features), settings, names)
         path = Path(cache_dir) / f"cov-{fp}.safetensors"
-        if path.exists():
+        if distributed.broadcast(path.exists()):  # one decision for every rank (a miss means collectives)
             cached = Covariances.load(path, device=_device(base))
             if list(cached.matrices) == names:
                 return cached
     covs = _accumulate(base, names, features, _pad_id(processor), batch_size, dtype, scale)
     covs.settings, covs.fingerprint = settings, fp
-    if path is not None:
+    if path is not None and distributed.is_main():
         covs.save(path)
     return covs
 
@@ -291,10 +292,13 @@ def _accumulate(model: nn.Module, names: list[str], features: list[dict[str, tor
     order = sorted(range(len(features)), key=lambda i: features[i]["input_ids"].shape[1])
     was_training = model.training
     model.eval()
+    batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+    # under a launcher each rank accumulates its share of the batches and the sums are all-reduced;
+    # with fewer batches than ranks every rank accumulates them all (identical sums, no reduction)
+    shared = distributed.active() and len(batches) >= distributed.world_size()
     try:
         bar = Progress("calibration (covariances)", len(order), unit="prompts")
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
+        for _, idx in (distributed.shard(batches) if shared else enumerate(batches)):
             batch = collate([features[i] for i in idx], pad_id, padding_side="right")
             batch = {k: v.to(device) for k, v in batch.items()}
             hooks.start_batch(batch["attention_mask"], [str(i) for i in idx])
@@ -305,6 +309,9 @@ def _accumulate(model: nn.Module, names: list[str], features: list[dict[str, tor
         for h in handles:
             h.remove()
         model.train(was_training)
+    if shared:
+        for owner in sorted(hooks.sums):
+            distributed.all_reduce_sum(hooks.sums[owner])
     missing = [n for n in names if n not in hooks.owner]
     if missing:
         raise KoreBenchError(f"layer {missing[0]} never ran during calibration ({len(missing)} such layers)")

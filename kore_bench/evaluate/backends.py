@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .. import distributed
 from ..data import Sample
 from ..encoding import IGNORE_INDEX, collate, encode_for_training
 from ..errors import KoreBenchError
@@ -103,8 +104,9 @@ def choice_loglikelihoods(model, processor, samples: Sequence[Sample], batch_siz
     was_training = model.training
     model.eval()
     features = [encode_for_training(processor, s) for s in samples]
-    out: list[float] = []
-    for start in range(0, len(features), batch_size):
+    found: dict[int, list[float]] = {}
+    starts = list(range(0, len(features), batch_size))
+    for b, start in distributed.shard(starts):  # under a launcher: this rank's batches, gathered in order
         batch = {k: v.to(device) for k, v in collate(features[start: start + batch_size], pad_id, "right").items()}
         labels = batch.pop("labels")
         logits = model(**batch).logits.float()
@@ -112,16 +114,17 @@ def choice_loglikelihoods(model, processor, samples: Sequence[Sample], batch_siz
         target = labels[:, 1:]
         keep = target != IGNORE_INDEX
         picked = logp.gather(-1, target.clamp(min=0)[..., None])[..., 0]
-        out += (picked * keep).sum(dim=1).tolist()
+        found[b] = (picked * keep).sum(dim=1).tolist()
     model.train(was_training)
-    return out
+    return [x for part in distributed.gather(found, len(starts)) for x in part]
 
 
 @BACKENDS.register(lm_eval_tasks.LOADER)
 def _lm_eval(model, processor, suite: "Suite", task: "TaskSpec", samples: Sequence[Sample],
              batch_size: int) -> TaskResult:
-    means, higher, records = lm_eval_tasks.evaluate(model, processor, suite.source(task), task.name, samples,
-                                                    task.metrics, batch_size)
+    # lm-eval's HFLM wrapping a model object assumes one process: the main rank scores, the others wait
+    means, higher, records = distributed.on_main(lambda: lm_eval_tasks.evaluate(
+        model, processor, suite.source(task), task.name, samples, task.metrics, batch_size))
     return TaskResult(means, higher, records)
 
 

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import torch
 
+from .. import distributed
 from ..data import Sample
 from ..encoding import SEQUENCE_KEYS, collate, encode_prompt, render, uses_prefix_suffix
 from ..progress import Progress
@@ -34,10 +35,10 @@ def generate(
     features = encode_prompts(processor, samples)
     # Similar lengths in one batch waste less compute on padding; results go back in order.
     order = sorted(range(len(samples)), key=lambda i: features[i]["input_ids"].shape[1])
-    answers: list[str] = [""] * len(samples)
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    found: dict[int, str] = {}
     bar = Progress(label, len(order), unit="samples")
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
+    for _, idx in distributed.shard(batches):  # under a launcher: this rank's batches, the same as alone
         batch = {k: v.to(device) for k, v in collate([features[i] for i in idx], pad_id, "left").items()}
         out = model.generate(
             **batch,
@@ -47,11 +48,11 @@ def generate(
         )
         new_tokens = out[:, batch["input_ids"].shape[1] :]
         for i, text in zip(idx, tok.batch_decode(new_tokens, skip_special_tokens=True)):
-            answers[i] = text.strip()
+            found[i] = text.strip()
         bar.advance(len(idx))
     bar.close()
     model.train(was_training)
-    return answers
+    return distributed.gather(found, len(samples))
 
 
 def encode_prompts(processor, samples: Sequence[Sample]) -> list[dict[str, torch.Tensor]]:
