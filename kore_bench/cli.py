@@ -122,15 +122,23 @@ def run(
     dev_seed: int = typer.Option(0, help="seed of that hold-out"),
     tuned: Optional[str] = typer.Option(None, help="a `kore-bench tune` directory (or 'default'): use its winning "
                                                    "settings; --set still wins"),
+    shard: Optional[str] = typer.Option(None, help="I/N: run only the I-th of N shares of the (method, seed) "
+                                                   "units, so N jobs fill one run directory; the last writes "
+                                                   "the leaderboard"),
 ) -> None:
     """Train every method from the same base, evaluate all uniformly, write the leaderboard."""
     from .runner import RunConfig
     from .runner import run as run_benchmark
+    from .validate import parse_shard
 
     cfg = RunConfig(methods=_csv(methods), output=output or _default_output("", run_options), split=split,
-                    dev_share=dev_share, dev_seed=dev_seed, tuned=_tuned_dir(tuned, run_options), **run_options)
+                    dev_share=dev_share, dev_seed=dev_seed, tuned=_tuned_dir(tuned, run_options),
+                    shard=parse_shard(shard), **run_options)
     path = run_benchmark(cfg, console)
-    out.print(f"results: {path}")
+    from . import distributed
+
+    if distributed.is_main():  # under a launcher: one line, the main rank's
+        out.print(f"results: {path}")
     _exit_on_failures(path)
 
 

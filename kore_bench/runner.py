@@ -3,6 +3,7 @@ the same way, each (method, seed, suite) unit stored as it finishes, finished un
 """
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 import traceback
@@ -14,7 +15,7 @@ from rich.console import Console
 
 import kore_bench
 
-from . import integrity, unit_key, validate
+from . import distributed, integrity, unit_key, validate
 from .base import build_base, external_base
 from .data import Sample
 from .errors import KoreBenchError
@@ -49,6 +50,7 @@ class RunConfig:
     method_args: dict[str, dict[str, Any]] = field(default_factory=dict)
     device: str | None = None
     progress: bool = True
+    shard: tuple[int, int] | None = None  # (i, n): the i-th of n shares of the run's units (``--shard i/n``)
 
 
 @dataclass
@@ -88,6 +90,12 @@ def prepare(cfg: RunConfig, console: Console) -> Prepared:
 
         method_args, tuned = apply_tuned(cfg.tuned, [n for n in names if registry.get(n).space()], cfg.method_args)
     methods = {n: registry.get(n).from_overrides(method_args.get(n, {})) for n in names}
+    from .plan import check_sharding, sharding_mode_from_env
+
+    check_sharding(methods, sharding_mode_from_env())  # refused here, not half-way through training
+    if distributed.launched() and cfg.shard is not None:
+        raise KoreBenchError("--shard splits a run over independent jobs; under accelerate launch the processes "
+                             "already share every unit: use one or the other")
     available = load_suites(cfg.include_paths)
     suites = [resolve_suite(cfg.new, available, "new_knowledge")]
     suites += [resolve_suite(r, available, "retention") for r in cfg.retention]
@@ -141,129 +149,207 @@ def _evaluation_data(suite: Suite, cfg: RunConfig) -> str:
 
 
 def run(cfg: RunConfig, console: Console | None = None) -> Path:
-    """Run (or resume) the benchmark into ``cfg.output``; returns the run directory."""
+    """Run (or resume) the benchmark into ``cfg.output``; returns the run directory.
+
+    Under ``accelerate launch`` every rank runs this: the main rank decides and writes, every rank
+    trains on its share of each batch and evaluates its share of each task (:mod:`.distributed`).
+    """
+    distributed.init()
     console = console or Console(stderr=True)
+    if not distributed.is_main():
+        console = Console(quiet=True)  # one log, the main rank's
     quiet_libraries()
-    with progress_enabled(cfg.progress):
+    with progress_enabled(cfg.progress and distributed.is_main()):
         return _run(cfg, console)
+
+
+def run_units(cfg: RunConfig, methods: dict[str, Method]) -> list[tuple[str, int]]:
+    """The run's (method, seed) units in order; with ``--shard i/n`` the i-th of n deterministic
+    shares (every n-th unit), so n independent jobs fill one run directory without overlap."""
+    units = [(name, seed) for name, m in methods.items() for seed in (cfg.seeds if m.seed_dependent else cfg.seeds[:1])]
+    if cfg.shard is None:
+        return units
+    i, n = cfg.shard
+    return [u for k, u in enumerate(units) if k % n == i - 1]
 
 
 def _run(cfg: RunConfig, console: Console) -> Path:
     prep = prepare(cfg, console)
     run_dir = RunDir(cfg.output)
-    data_fp = prep.train_data
-    with run_dir.locked():
-        earlier = run_dir.manifest().get("config", {}).get("split")
-        if earlier and earlier != cfg.split:
-            raise KoreBenchError(f"{run_dir.path} holds {earlier} results; write {cfg.split} results to another "
-                                 "--output (dev and test scores never share a run)")
-        started, config = time.strftime("%Y-%m-%dT%H:%M:%S"), {k: (str(v) if isinstance(v, Path) else v)
-                                                                for k, v in vars(cfg).items()}
-        run_dir.begin_invocation({"started": started, "kore_bench": kore_bench.__version__, "config": config,
-                                  "device": prep.device,
-                                  **environment()})
-        run_dir.update_manifest(  # the latest invocation; every one is kept in "history"
-            kore_bench=kore_bench.__version__, started=started, config=config,
-            base={"path": prep.base.path, "fingerprint": prep.base.fingerprint, "description": prep.base.description},
-            world_dir=str(prep.world_dir) if prep.world_dir else None, data_fingerprint=data_fp,
-            suites=[s.name for s in prep.suites], splits=prep.splits, tuned=prep.tuned, device=prep.device,
-            **environment(),
-        )
+    main = distributed.is_main()
+    command = _command_fingerprint(cfg, prep)
+    with (run_dir.locked(shared_by=command if cfg.shard else None) if main else contextlib.nullcontext()):
+        if main:
+            _begin(cfg, prep, run_dir)
         failures = {}
-        for name, method in prep.methods.items():
-            seeds = cfg.seeds if method.seed_dependent else cfg.seeds[:1]
-            for seed in seeds:
-                try:
-                    _run_method(cfg, prep, run_dir, name, method, seed, data_fp, console)
-                except KeyboardInterrupt:
-                    raise
-                except Exception as e:  # a failing method must not take the others down
-                    reason = f"{type(e).__name__}: {e}"
-                    failures[f"{name}/seed{seed}"] = reason
+        for name, seed in run_units(cfg, prep.methods):
+            try:
+                _run_method(cfg, prep, run_dir, name, prep.methods[name], seed, console)
+            except KeyboardInterrupt:
+                raise
+            except Exception as e:  # a failing method must not take the others down
+                reason = f"{type(e).__name__}: {e}" + (f" (rank {distributed.rank()})" if distributed.active() else "")
+                failures[f"{name}/seed{seed}"] = reason
+                if main:
                     run_dir.set_status(f"{name}/seed{seed}", "failed", reason=reason,
                                        traceback=traceback.format_exc(limit=8))
-                    console.print(f"[red]{name} (seed {seed}) failed:[/] {reason}")
-        from .report import write_reports
-
-        if any(run_dir.path.glob("*/seed*/*/result.json")):
-            write_reports(run_dir.path, console=console)
-        finished = time.strftime("%Y-%m-%dT%H:%M:%S")
-        run_dir.update_manifest(finished=finished, failed=failures)
-        run_dir.end_invocation(finished=finished, failed=failures)
+                console.print(f"[red]{name} (seed {seed}) failed:[/] {reason}")
+        if main:
+            _finish(cfg, prep, run_dir, failures, console)
+    distributed.barrier()
     return run_dir.path
 
 
-def _run_method(cfg: RunConfig, prep: Prepared, run_dir: RunDir, name: str, method: Method,
-                seed: int, data_fp: str, console: Console) -> None:
-    train_key = unit_key.unit_key(name, method, prep.base_weights, prep.train_data, seed)
-    units = {Unit(name, seed, s.name): s for s in prep.suites}
+def _command_fingerprint(cfg: RunConfig, prep: Prepared) -> str:
+    """What shards of one command share (methods, settings, seeds, suites, data, split, evaluation
+    settings); a shard of another command into the same directory is refused."""
+    return fingerprint([sorted((n, m.config_dict()) for n, m in prep.methods.items()), cfg.seeds,
+                        [s.name for s in prep.suites], prep.train_data, prep.eval_data, prep.base_weights,
+                        cfg.split, cfg.limit, cfg.batch_size])
+
+
+def _begin(cfg: RunConfig, prep: Prepared, run_dir: RunDir) -> None:
+    earlier = run_dir.manifest().get("config", {}).get("split")
+    if earlier and earlier != cfg.split:
+        raise KoreBenchError(f"{run_dir.path} holds {earlier} results; write {cfg.split} results to another "
+                             "--output (dev and test scores never share a run)")
+    started, config = time.strftime("%Y-%m-%dT%H:%M:%S"), {k: (str(v) if isinstance(v, Path) else v)
+                                                            for k, v in vars(cfg).items()}
+    run_dir.begin_invocation({"started": started, "kore_bench": kore_bench.__version__, "config": config,
+                              "device": prep.device, "processes": distributed.world_size(), **environment()})
+    run_dir.update_manifest(  # the latest invocation; every one is kept in "history"
+        kore_bench=kore_bench.__version__, started=started, config=config,
+        base={"path": prep.base.path, "fingerprint": prep.base.fingerprint, "description": prep.base.description},
+        world_dir=str(prep.world_dir) if prep.world_dir else None, data_fingerprint=prep.train_data,
+        suites=[s.name for s in prep.suites], splits=prep.splits, tuned=prep.tuned, device=prep.device,
+        processes=distributed.world_size(), **environment(),
+    )
+
+
+def _finish(cfg: RunConfig, prep: Prepared, run_dir: RunDir, failures: dict[str, str], console: Console) -> None:
+    from .report import write_reports
+
+    everything = RunConfig(**{**vars(cfg), "shard": None})
+    left = [f"{n}/seed{s}" for n, s in run_units(everything, prep.methods)
+            if not all(_finished(run_dir, Unit(n, s, suite.name), key) for suite, key in
+                       zip(prep.suites, _unit_keys(cfg, prep, n, prep.methods[n], s).values()))]
+    if cfg.shard is not None and left:
+        console.print(f"shard {cfg.shard[0]}/{cfg.shard[1]} done; {len(left)} unit(s) of this command are not "
+                      f"finished yet ({', '.join(left[:4])}{' ...' if len(left) > 4 else ''}): the last shard to "
+                      "finish writes the leaderboard")
+    elif any(run_dir.path.glob("*/seed*/*/result.json")):
+        with run_dir.manifest_lock():  # two shards finishing together write the reports one after the other
+            write_reports(run_dir.path, console=console)
+    finished = time.strftime("%Y-%m-%dT%H:%M:%S")
+    run_dir.update_manifest(finished=finished, failed=failures)
+    run_dir.end_invocation(finished=finished, failed=failures)
+
+
+def _finished(run_dir: RunDir, unit: Unit, key) -> bool:
+    stored, _ = run_dir.stored_result(unit)
+    return stored is not None and stored.get("fingerprint") == key.value
+
+
+def _unit_keys(cfg: RunConfig, prep: Prepared, name: str, method: Method, seed: int) -> dict:
     settings = {"split": cfg.split, "limit": cfg.limit, "batch_size": cfg.batch_size, "device": prep.device}
-    keys = {u: unit_key.unit_key(name, method, prep.base_weights, prep.train_data, seed, s, prep.eval_data[s.name],
-                                 settings) for u, s in units.items()}
+    return {Unit(name, seed, s.name): unit_key.unit_key(name, method, prep.base_weights, prep.train_data, seed, s,
+                                                        prep.eval_data[s.name], settings) for s in prep.suites}
+
+
+def _run_method(cfg: RunConfig, prep: Prepared, run_dir: RunDir, name: str, method: Method,
+                seed: int, console: Console) -> None:
+    """Train (or load) one (method, seed) and evaluate its unfinished suites. Under a launcher the
+    main rank decides what to do and writes; every rank trains and evaluates."""
+    train_key = unit_key.unit_key(name, method, prep.base_weights, prep.train_data, seed)
+    keys = _unit_keys(cfg, prep, name, method, seed)
+    units = {u: s for u, s in zip(keys, prep.suites)}
+    with (run_dir.unit_lock(name, seed) if distributed.is_main() else contextlib.nullcontext()) as held:
+        plan = distributed.on_main(lambda: _plan_method(run_dir, name, seed, keys, train_key, console, held))
+        if plan is None:
+            return
+        todo, load, train_info = plan
+        artifact = run_dir.artifact_dir(name, seed)
+        ctx = TrainContext(prep.base, prep.new_train, prep.old_pool, seed, artifact, prep.suites[0],
+                           prep.device, cfg.progress and distributed.is_main())
+        if load:
+            console.print(f"{name} (seed {seed}): loading the trained artifact")
+            trained = method.load(ctx)
+        else:
+            if name == REFERENCE_METHOD:
+                console.print(f"[bold]{name}[/]: evaluating the base model (not trained; once, whatever the seeds)")
+            else:
+                console.print(f"[bold]{name}[/] (seed {seed}): training on {len(prep.new_train)} samples")
+            import torch
+
+            torch.manual_seed(seed)  # adapter inits (LoRA's A ...) happen before the trainer seeds
+            trained = method.train(ctx)
+            train_info = trained.info.to_dict() if trained.info else None
+            if distributed.is_main():
+                artifact.mkdir(parents=True, exist_ok=True)
+                integrity.fault_point("after-train-save")
+                integrity.seal_dir(artifact)
+                integrity.fault_point("after-artifact-seal")
+                atomic_write_json(artifact / "fingerprint.json", integrity.seal_record(
+                    {"fingerprint": train_key.value, "key": train_key.parts, "train_info": train_info}))
+        _evaluate_units(cfg, run_dir, [u for u in units if u.key in todo], units, keys, trained, method,
+                        train_info, console)
+        if distributed.is_main():
+            run_dir.set_status(f"{name}/seed{seed}", "done")
+
+
+def _plan_method(run_dir: RunDir, name: str, seed: int, keys: dict, train_key, console: Console,
+                 held: bool | None) -> tuple[list[str], bool, dict | None] | None:
+    """On the main rank: which suites to (re)evaluate, and whether the artifact verifies and loads
+    (else it is removed, to be retrained); None when nothing is left to do."""
+    if held is False:
+        console.print(f"[dim]{name} (seed {seed}): being run by another job on this directory, skipped[/]")
+        return None
     todo = []
-    for u in units:
+    for u, key in keys.items():
         stored, problem = run_dir.stored_result(u)
-        if stored is not None and stored.get("fingerprint") == keys[u].value:
+        if stored is not None and stored.get("fingerprint") == key.value:
             if run_dir.manifest().get("units", {}).get(u.key, {}).get("status") != "done":
                 run_dir.set_status(u.key, "done")  # finished before a kill, not yet marked
             continue
         if problem != "missing":
-            why = problem if stored is None else keys[u].changes(stored.get("key"))
+            why = problem if stored is None else key.changes(stored.get("key"))
             console.print(f"[yellow]rerun {u.key}: {why}[/]")
         for f in ("result.json", "samples.jsonl"):  # a stale number never outlives its recomputation
             (run_dir.unit_dir(u) / f).unlink(missing_ok=True)
-        todo.append(u)
+        todo.append(u.key)
     if not todo:
         console.print(f"[dim]{name}{'' if name == REFERENCE_METHOD else f' (seed {seed})'}: finished earlier, skipped[/]")
         run_dir.note_unit(f"{name}/seed{seed}", "skipped (finished earlier)")
         if run_dir.manifest().get("units", {}).get(f"{name}/seed{seed}", {}).get("status") != "done":
             run_dir.set_status(f"{name}/seed{seed}", "done")
-        return
+        return None
     artifact = run_dir.artifact_dir(name, seed)
-    ctx = TrainContext(prep.base, prep.new_train, prep.old_pool, seed, artifact, prep.suites[0],
-                       prep.device, cfg.progress)
-    stamp = artifact / "fingerprint.json"
-    stored, problem = integrity.read_sealed(stamp)
+    stored, problem = integrity.read_sealed(artifact / "fingerprint.json")
     if stored is not None:
         problem = integrity.verify_dir(artifact)
         if problem is None and stored.get("fingerprint") != train_key.value:
             problem = train_key.changes(stored.get("key"))
     if problem is None:
-        console.print(f"{name} (seed {seed}): loading the trained artifact")
-        trained = method.load(ctx)
-        train_info = stored.get("train_info")
-    else:
-        if artifact.exists():
-            if problem != "missing":
-                console.print(f"[yellow]retrain {name}/seed{seed}: {problem}[/]")
-            shutil.rmtree(artifact)  # nothing of an unverified artifact is reused
-        run_dir.set_status(f"{name}/seed{seed}", "training")
-        if name == REFERENCE_METHOD:
-            console.print(f"[bold]{name}[/]: evaluating the base model (not trained; once, whatever the seeds)")
-        else:
-            console.print(f"[bold]{name}[/] (seed {seed}): training on {len(prep.new_train)} samples")
-        import torch
-
-        torch.manual_seed(seed)  # adapter inits (LoRA's A ...) happen before the trainer seeds
-        trained = method.train(ctx)
-        train_info = trained.info.to_dict() if trained.info else None
-        artifact.mkdir(parents=True, exist_ok=True)
-        integrity.fault_point("after-train-save")
-        integrity.seal_dir(artifact)
-        integrity.fault_point("after-artifact-seal")
-        atomic_write_json(stamp, integrity.seal_record({"fingerprint": train_key.value, "key": train_key.parts,
-                                                        "train_info": train_info}))
-    _evaluate_units(cfg, run_dir, todo, units, keys, trained, method, train_info, console)
-    run_dir.set_status(f"{name}/seed{seed}", "done")
+        return todo, True, stored.get("train_info")
+    if artifact.exists():
+        if problem != "missing":
+            console.print(f"[yellow]retrain {name}/seed{seed}: {problem}[/]")
+        shutil.rmtree(artifact)  # nothing of an unverified artifact is reused
+    run_dir.set_status(f"{name}/seed{seed}", "training")
+    return todo, False, None
 
 
 def _evaluate_units(cfg, run_dir, todo, units, unit_fp, trained: TrainedModel, method: Method,
                     train_info, console: Console) -> None:
+    main = distributed.is_main()
     for unit in todo:
         suite = units[unit]
-        run_dir.set_status(unit.key, "evaluating")
+        if main:
+            run_dir.set_status(unit.key, "evaluating")
         started = time.perf_counter()
         tasks, records = evaluate_suite(trained.model, trained.processor, suite, cfg.limit, cfg.split, cfg.batch_size)
+        if not main:
+            continue
         result = {
             "unit": {"method": unit.method, "seed": unit.seed, "suite": unit.suite},
             "fingerprint": unit_fp[unit].value, "key": unit_fp[unit].parts, "role": suite.role, "split": cfg.split, "tasks": tasks,

@@ -91,8 +91,21 @@ class Unit:
         return f"{self.method}/seed{self.seed}/{self.suite}"
 
 
+def _try_flock(f, mode: int) -> bool:
+    try:
+        fcntl.flock(f, mode | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+
+
+_MANIFEST_LOCKS: dict[Path, list] = {}  # path -> [open lock file, depth]: re-entrant within a process
+
+
 class RunDir:
-    """A run directory held under an exclusive lock for the lifetime of the ``with`` block."""
+    """A run directory held under a lock for the lifetime of the ``with`` block: exclusive for a
+    run, shared by the shards of one command (``--shard i/n``); the manifest's read-modify-writes
+    and each (method, seed) unit take short locks of their own, so shards never lose an update."""
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
@@ -100,13 +113,14 @@ class RunDir:
         self._invocation: int | None = None  # index of this process's record in manifest["history"]
 
     @contextmanager
-    def locked(self) -> Iterator["RunDir"]:
+    def locked(self, shared_by: str | None = None) -> Iterator["RunDir"]:
+        """Hold the directory. ``shared_by`` (a command fingerprint): a shard of that command, which
+        other shards of the same command may join; a shard of another command is refused."""
         self.path.mkdir(parents=True, exist_ok=True)
         lock_path = self.path / ".lock"
         f = open(lock_path, "a+")
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        alone = _try_flock(f, fcntl.LOCK_EX)
+        if not alone and (shared_by is None or not _try_flock(f, fcntl.LOCK_SH)):
             f.seek(0)
             holder = f.read().strip() or "another process"
             f.close()
@@ -115,19 +129,63 @@ class RunDir:
                 "wait for it to finish or choose another --output"
             ) from None
         f.seek(0)
-        f.truncate()
-        f.write(f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}")
-        f.flush()
-        self._lock_file = f
-        from .integrity import clean_temp_files
+        held_by = f.read().strip()
+        if not alone and not held_by.endswith(f"command {shared_by}"):
+            f.close()
+            raise KoreBenchError(f"{self.path} is in use by shards of another command ({held_by}); --shard jobs "
+                                 "filling one directory must run the same command")
+        if alone:
+            f.seek(0)
+            f.truncate()
+            f.write(f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}"
+                    + (f", shards of command {shared_by}" if shared_by else ""))
+            f.flush()
+            from .integrity import clean_temp_files
 
-        clean_temp_files(self.path)  # half-written files of a killed run (the lock says none is running)
+            clean_temp_files(self.path)  # half-written files of a killed run (the lock says none is running)
+            if shared_by:
+                fcntl.flock(f, fcntl.LOCK_SH)  # let the command's other shards in
+        self._lock_file = f
         try:
             yield self
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
             f.close()
             self._lock_file = None
+
+    @contextmanager
+    def manifest_lock(self) -> Iterator[None]:
+        """A short exclusive lock around a read-modify-write of the manifest (re-entrant)."""
+        key = self.path.resolve()
+        entry = _MANIFEST_LOCKS.get(key)
+        if entry is None:
+            self.path.mkdir(parents=True, exist_ok=True)
+            f = open(self.path / ".manifest.lock", "a+")
+            fcntl.flock(f, fcntl.LOCK_EX)
+            entry = _MANIFEST_LOCKS[key] = [f, 0]
+        entry[1] += 1
+        try:
+            yield
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del _MANIFEST_LOCKS[key]
+                fcntl.flock(entry[0], fcntl.LOCK_UN)
+                entry[0].close()
+
+    @contextmanager
+    def unit_lock(self, method: str, seed: int) -> Iterator[bool]:
+        """Hold one (method, seed) unit; yields False (and holds nothing) when another job holds it."""
+        folder = self.path / method / f"seed{seed}"
+        folder.mkdir(parents=True, exist_ok=True)
+        f = open(folder / ".lock", "a+")
+        got = _try_flock(f, fcntl.LOCK_EX)
+        try:
+            yield got
+        finally:
+            if got:
+                fcntl.flock(f, fcntl.LOCK_UN)
+            f.close()
 
     # -- manifest ---------------------------------------------------------------------------
     @property
@@ -151,16 +209,18 @@ class RunDir:
             return {"units": {}, "rebuilt": True}
 
     def update_manifest(self, **fields: Any) -> dict[str, Any]:
-        m = self.manifest()
-        m.update(fields)
-        self._write_manifest(m)
+        with self.manifest_lock():
+            m = self.manifest()
+            m.update(fields)
+            self._write_manifest(m)
         return m
 
     def set_status(self, key: str, status: str, **info: Any) -> None:
-        m = self.manifest()
-        m.setdefault("units", {})[key] = {"status": status, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **info}
-        self._touch(m, key, status)
-        self._write_manifest(m)
+        with self.manifest_lock():
+            m = self.manifest()
+            m.setdefault("units", {})[key] = {"status": status, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **info}
+            self._touch(m, key, status)
+            self._write_manifest(m)
 
     def _write_manifest(self, m: dict[str, Any]) -> None:
         from .integrity import fault_point
@@ -175,28 +235,31 @@ class RunDir:
         A manifest written before history was kept gets its top-level record moved into
         ``history`` first, so the earlier invocation is not lost either.
         """
-        m = self.manifest()
-        history = m.setdefault("history", [])
-        if not history and "config" in m:
-            history.append({"argv": m.get("argv"), "config": m.get("config"), "versions": m.get("versions"),
-                            "git_hash": m.get("git_hash"), "started": m.get("started"),
-                            "finished": m.get("finished"), "units": {}, "note": "recorded before history was kept"})
-        history.append({**record, "units": {}})
-        self._invocation = len(history) - 1
-        atomic_write_json(self.manifest_path, m)
+        with self.manifest_lock():
+            m = self.manifest()
+            history = m.setdefault("history", [])
+            if not history and "config" in m:
+                history.append({"argv": m.get("argv"), "config": m.get("config"), "versions": m.get("versions"),
+                                "git_hash": m.get("git_hash"), "started": m.get("started"),
+                                "finished": m.get("finished"), "units": {}, "note": "recorded before history was kept"})
+            history.append({**record, "units": {}})
+            self._invocation = len(history) - 1
+            atomic_write_json(self.manifest_path, m)
 
     def note_unit(self, key: str, status: str) -> None:
         """Record in this invocation's history what it did to ``key`` (e.g. skipped it)."""
-        m = self.manifest()
-        self._touch(m, key, status)
-        atomic_write_json(self.manifest_path, m)
+        with self.manifest_lock():
+            m = self.manifest()
+            self._touch(m, key, status)
+            atomic_write_json(self.manifest_path, m)
 
     def end_invocation(self, **fields: Any) -> None:
         if self._invocation is None:
             return
-        m = self.manifest()
-        m["history"][self._invocation].update(fields)
-        atomic_write_json(self.manifest_path, m)
+        with self.manifest_lock():
+            m = self.manifest()
+            m["history"][self._invocation].update(fields)
+            atomic_write_json(self.manifest_path, m)
 
     def _touch(self, m: dict[str, Any], key: str, status: str) -> None:
         if self._invocation is not None and len(m.get("history", [])) > self._invocation:
