@@ -31,6 +31,17 @@ def init() -> None:
         PartialState(cpu=not torch.cuda.is_available())  # without CUDA, gloo (accelerate says NO otherwise)
 
 
+def check_devices() -> None:
+    """A launcher asking for more processes per machine than this machine has GPUs is refused
+    (processes would share a GPU and run out of memory half-way through)."""
+    from .errors import KoreBenchError
+
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
+    if local > 1 and torch.cuda.is_available() and local > torch.cuda.device_count():
+        raise KoreBenchError(f"accelerate launched {local} processes on this machine but it has "
+                             f"{torch.cuda.device_count()} GPU(s): set num_processes to at most that")
+
+
 def active() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized() and world_size() > 1
 

@@ -93,6 +93,7 @@ def prepare(cfg: RunConfig, console: Console) -> Prepared:
     from .plan import check_sharding, sharding_mode_from_env
 
     check_sharding(methods, sharding_mode_from_env())  # refused here, not half-way through training
+    distributed.check_devices()
     if distributed.launched() and cfg.shard is not None:
         raise KoreBenchError("--shard splits a run over independent jobs; under accelerate launch the processes "
                              "already share every unit: use one or the other")
