@@ -17,7 +17,8 @@ _EXTRA = ["#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6
 FIXED = {
     "base": "#7f7f7f", "lora": _TAB10[0], "full-ft": _TAB10[1], "replay": _TAB10[2], "kore": _TAB10[3],
     "kore-aug": _TAB10[4], "kore-constraint": _TAB10[5], "corda": _TAB10[6], "kore-v1": _TAB10[7],
-    "vanilla": _TAB10[8],
+    "vanilla": _TAB10[8], "ewc": _EXTRA[0], "lwf": _EXTRA[1], "moelora": _EXTRA[2], "o-lora": _EXTRA[3],
+    "sefe": _EXTRA[4], "mks2": _EXTRA[5],
 }
 
 

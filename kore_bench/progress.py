@@ -76,6 +76,12 @@ def quiet_libraries() -> None:
         disable_progress_bars()
     except ImportError:
         pass
+    try:
+        import datasets  # lm-eval tasks load their documents through it ("Map", "Generating split")
+
+        datasets.disable_progress_bars()
+    except ImportError:
+        pass
 
 
 def progress_line(text: str) -> None:

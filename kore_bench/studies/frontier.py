@@ -229,12 +229,12 @@ def plot(table: pd.DataFrame, png: Path, svg: Path, param: str, split: str) -> N
 
     from ..plotstyle import iso_avg_lines, method_colour
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    fig, ax = plt.subplots(figsize=(7.6, 4.8))
     curves = table[(table.method != REFERENCE_METHOD)].dropna(subset=["K.A", "K.R"])
     for m, g in curves.groupby("method", sort=False):
         g = g.sort_values("value")
         (line,) = ax.plot(g["K.A"], g["K.R"], marker="o", label=m, color=method_colour(str(m)))
-        for _, r in g.iterrows():
+        for _, r in (g.iloc[[0, -1]] if len(g) > 1 else g).iterrows():  # the swept range's ends only
             ax.annotate(value_label(r.value), (r["K.A"], r["K.R"]), textcoords="offset points", xytext=(4, 3),
                         fontsize=7, color=line.get_color())
     front = curves[curves.pareto].sort_values("K.A")
@@ -250,9 +250,10 @@ def plot(table: pd.DataFrame, png: Path, svg: Path, param: str, split: str) -> N
     ax.plot([], [], linestyle=":", color="#b0b0b0", label="equal Avg = (K.A + K.R) / 2")
     ax.set_xlabel("K.A: adaptation to new knowledge (score ×100)")
     ax.set_ylabel("K.R: retention of old knowledge (score ×100)")
-    ax.set_title(f"adaptation–retention frontier ({param} sweep, {split} split)", fontsize=10)
+    ax.set_title(f"adaptation–retention frontier ({param} sweep, {split} split; {param} labelled at each "
+                 "curve's ends)", fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7, frameon=False)  # outside: covers no point
     fig.tight_layout()
     fig.savefig(png, dpi=150)
     fig.savefig(svg)
