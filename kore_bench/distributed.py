@@ -42,20 +42,36 @@ def check_devices() -> None:
                              f"{torch.cuda.device_count()} GPU(s): set num_processes to at most that")
 
 
+_alone = [0]  # > 0 inside alone(): this rank works by itself (e.g. the main rank building the base)
+
+
 def active() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized() and world_size() > 1
 
 
 def rank() -> int:
-    return torch.distributed.get_rank() if active() else 0
+    """This process's rank among those working together (0 inside :func:`alone`)."""
+    return torch.distributed.get_rank() if torch.distributed.is_initialized() and not _alone[0] else 0
 
 
 def world_size() -> int:
-    return torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+    return torch.distributed.get_world_size() if torch.distributed.is_initialized() and not _alone[0] else 1
+
+
+@contextmanager
+def alone() -> Iterator[None]:
+    """Inside: this rank trains and evaluates by itself (no collectives), e.g. the main rank
+    building a cache entry the other ranks then read."""
+    _alone[0] += 1
+    try:
+        yield
+    finally:
+        _alone[0] -= 1
 
 
 def is_main() -> bool:
-    return rank() == 0
+    """The process that writes (the launcher's rank 0; inside :func:`alone` too)."""
+    return not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
 
 
 def barrier() -> None:
@@ -109,9 +125,11 @@ def on_main(fn: Callable[[], T]) -> T:
 
 @contextmanager
 def main_first() -> Iterator[None]:
-    """The main rank runs the block first (e.g. builds a cache entry); the others after it."""
+    """The main rank runs the block first, by itself (e.g. builds a cache entry); the others after it
+    (finding the entry built)."""
     if not is_main():
         barrier()
-    yield
+    with alone():
+        yield
     if is_main():
         barrier()

@@ -114,7 +114,8 @@ def prepare(cfg: RunConfig, console: Console) -> Prepared:
     validate.samples_readable(new_train + old_pool, "training data")
     eval_data = {s.name: _evaluation_data(s, cfg) for s in suites}  # read and checked before the base is built
     splits = {s.name: s.split_summary() for s in suites}
-    base = external_base(cfg.model) if cfg.model else build_base(cfg.world, cfg.arch, console=console)
+    with distributed.main_first():  # under a launcher the main rank builds the base, the others then load it
+        base = external_base(cfg.model) if cfg.model else build_base(cfg.world, cfg.arch, console=console)
     if tuned is not None and tuned["base_fingerprints"] - {base.fingerprint}:
         console.print(f"[yellow]warning:[/] the settings in {cfg.tuned} were tuned on another base model "
                       f"({', '.join(sorted(tuned['base_fingerprints']))}, this run: {base.fingerprint})")

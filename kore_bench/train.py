@@ -134,7 +134,8 @@ def train_model(
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if hasattr(model, "enable_input_require_grads"):
             model.enable_input_require_grads()  # frozen embeddings: checkpointed blocks still need a grad path
-    model, optimizer = accelerator.prepare(model, optimizer)
+    if distributed.active():  # wrapped (DDP / FSDP / DeepSpeed) only when ranks train together
+        model, optimizer = accelerator.prepare(model, optimizer)
     model.train()
     unwrapped = accelerator.unwrap_model(model)  # what a method's penalty inspects (its adapter ...)
     world, rank = distributed.world_size(), distributed.rank()
