@@ -308,7 +308,7 @@ def plan(
 
 @app.command("ls")
 def ls(
-    what: str = typer.Argument(..., help="methods | suites | metrics"),
+    what: str = typer.Argument(..., help="methods | suites | metrics | augmenters"),
     include_path: list[Path] = typer.Option([], help="folder with extra methods and suites"),
 ) -> None:
     """List what is registered."""
@@ -339,8 +339,16 @@ def ls(
         for name, m in sorted(METRICS.items()):
             t.add_row(name, m.protocol, str(m.higher_is_better))
         out.print(t)
+    elif what == "augmenters":
+        from .augment import AUGMENTERS, augmenter_options
+
+        t = Table("augmenter", "what it does", "options (default)")
+        for name in AUGMENTERS.names():
+            doc = (AUGMENTERS.get(name).__doc__ or "").strip().split("\n\n")[0]
+            t.add_row(name, " ".join(doc.split()), ", ".join(f"{k}={v}" for k, v in augmenter_options(name).items()))
+        out.print(t)
     else:
-        raise UnknownNameError("listing", what, ["methods", "suites", "metrics"])
+        raise UnknownNameError("listing", what, ["methods", "suites", "metrics", "augmenters"])
 
 
 @world_app.command("export")
