@@ -35,6 +35,10 @@ RetentionOpt = Annotated[str, typer.Option(help="comma-separated retention suite
 BatchSizeOpt = Annotated[int, typer.Option(help="evaluation batch size")]
 IncludePathOpt = Annotated[list[Path], typer.Option(help="folder with extra methods (*.py) and suites (*.yaml)")]
 DevShareOpt = Annotated[float, typer.Option(help="data without a dev split: seeded share held out as dev")]
+OldDataOpt = Annotated[Optional[str], typer.Option(
+    "--old-data", help="old-knowledge pool for replay and calibration (kore, corda, ewc, o-lora, sefe): a file "
+                       "(conversations JSON/JSONL, or a JSONL/TSV of questions with answers) or a suite NAME[:/path]; "
+                       "default: the retention suites' training pools, else their own dev items (never test items)")]
 DeviceOpt = Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1 ... (default: cuda if available)")]
 ProgressOpt = Annotated[bool, typer.Option(help="show progress bars")]
 
@@ -87,6 +91,7 @@ def run(
     dev_seed: int = typer.Option(0, help="seed of that hold-out"),
     tuned: Optional[str] = typer.Option(None, help="a `kore-bench tune` directory (or 'default'): use its winning "
                                                    "settings; --set still wins"),
+    old_data: OldDataOpt = None,
 ) -> None:
     """Train every method from the same base, evaluate all uniformly, write the leaderboard."""
     from .runner import RunConfig
@@ -99,6 +104,7 @@ def run(
         new=new, retention=_csv(retention), limit=limit, batch_size=batch_size,
         include_paths=list(include_path), method_args=_parse_sets(set_), device=device, progress=progress,
         split=split, dev_share=dev_share, dev_seed=dev_seed, tuned=_tuned_dir(tuned, world, arch, model),
+        old_data=old_data,
     )
     path = run_benchmark(cfg, console)
     out.print(f"results: {path}")
@@ -156,6 +162,7 @@ def tune(
     set_: list[str] = typer.Option([], "--set", help="fixed setting for every trial, e.g. --set lora.steps=50"),
     dev_share: DevShareOpt = 0.1,
     dev_seed: int = typer.Option(0, help="seed of that hold-out"),
+    old_data: OldDataOpt = None,
     device: DeviceOpt = None,
     progress: ProgressOpt = True,
 ) -> None:
@@ -168,6 +175,7 @@ def tune(
         console=console, world=world, arch=arch, model=model, seeds=parse_seeds(seeds), new=new,
         retention=_csv(retention), limit=limit, batch_size=batch_size, include_paths=list(include_path),
         method_args=_parse_sets(set_), dev_share=dev_share, dev_seed=dev_seed, device=device, progress=progress,
+        old_data=old_data,
     )
     out.print(f"tuned settings: {path / 'tuned.json'} (use: kore-bench run --tuned {path})")
 
@@ -194,6 +202,7 @@ def frontier(
     set_: list[str] = typer.Option([], "--set", help="fixed setting for every point, e.g. --set lora.rank=8"),
     tuned: Optional[str] = typer.Option(None, help="start from a tune directory's winners (the swept value wins)"),
     dev_share: DevShareOpt = 0.1,
+    old_data: OldDataOpt = None,
     device: DeviceOpt = None,
     progress: ProgressOpt = True,
 ) -> None:
@@ -211,6 +220,7 @@ def frontier(
         seeds=parse_seeds(seeds), new=new, retention=_csv(retention), limit=limit,
         batch_size=batch_size, include_paths=list(include_path), method_args=_parse_sets(set_),
         tuned=_tuned_dir(tuned, world, arch, model), dev_share=dev_share, device=device, progress=progress,
+        old_data=old_data,
     )
     out.print(f"frontier: {path / 'frontier.png'}, {path / 'frontier.svg'}, {path / 'frontier.csv'}")
 
@@ -233,6 +243,7 @@ def diagnose(
     output: Optional[Path] = typer.Option(None, help="output directory (default runs/diagnose-<world>-<arch>)"),
     include_path: list[Path] = typer.Option([], help="folder with extra suites (*.yaml)"),
     dev_share: DevShareOpt = 0.1,
+    old_data: OldDataOpt = None,
     device: DeviceOpt = None,
 ) -> None:
     """Per decoder linear: how much energy new vs held-out old data put into KORE's trainable subspace."""
@@ -244,6 +255,7 @@ def diagnose(
         retention=_csv(retention), rank=rank, split=split, samples=samples,
         calibration_samples=calibration_samples, seed=seed, augmenter=augmenter,
         include_paths=list(include_path), dev_share=dev_share, device=device, threshold=threshold, console=console,
+        old_data=old_data,
     )
     out.print(f"diagnostic: {path / 'diagnose.csv'}, {path / 'diagnose.json'}")
 

@@ -42,6 +42,7 @@ class RunConfig:
     split: str = "test"  # test: reported scores; dev: selection (tune) only
     dev_share: float = 0.1  # evaluation data without a dev split: seeded share held out as dev, not tested
     dev_seed: int = 0
+    old_data: str | None = None  # the old-knowledge pool: a file or a suite (kore_bench.old_data); None: default
     tuned: Path | None = None  # a `kore-bench tune` directory whose winning settings the methods use
     reference: bool = True  # also evaluate the un-injected base (tuning trials skip it)
     batch_size: int = 32
@@ -63,6 +64,7 @@ class Prepared:
     world_dir: Path | None
     splits: dict[str, dict[str, Any]] = field(default_factory=dict)  # suite → task → dev/test counts
     tuned: dict[str, Any] | None = None  # what --tuned applied, with its provenance
+    old_source: dict[str, Any] = field(default_factory=dict)  # where old_pool came from (manifest)
     base_weights: str = ""  # hash of the base model's files (unit_key.weights_hash)
     train_data: str = ""  # content hash of new_train + old_pool
     eval_data: dict[str, str] = field(default_factory=dict)  # suite → content hash of what it scores
@@ -92,7 +94,9 @@ def prepare(cfg: RunConfig, console: Console) -> Prepared:
     suites += [resolve_suite(r, available, "retention") for r in cfg.retention]
     suites = [s.with_dev_holdout(cfg.dev_share, cfg.dev_seed) for s in suites]
     world_dir = None
-    if any("world" in s.needs for s in suites):
+    from . import old_data
+
+    if any("world" in s.needs for s in suites) or old_data.needs_world(cfg.old_data, available):
         from .cache import world_dir as export
 
         world_dir = export(cfg.world, console=console)
@@ -100,7 +104,11 @@ def prepare(cfg: RunConfig, console: Console) -> Prepared:
     new_train = suites[0].train_samples()
     if not new_train:
         raise KoreBenchError(f"suite {suites[0].name!r} has no training data to inject")
-    old_pool = [s for suite in suites[1:] for s in suite.train_samples()]
+    if cfg.old_data:
+        old_pool, old_source = old_data.load(cfg.old_data, available,
+                                             {"world": str(world_dir)} if world_dir else {})
+    else:
+        old_pool, old_source = old_data.default_pool(suites[1:])
     validate.samples_readable(new_train + old_pool, "training data")
     eval_data = {s.name: _evaluation_data(s, cfg) for s in suites}  # read and checked before the base is built
     splits = {s.name: s.split_summary() for s in suites}
@@ -111,7 +119,7 @@ def prepare(cfg: RunConfig, console: Console) -> Prepared:
         tuned["other_base"] = True
     if tuned is not None:
         tuned["base_fingerprints"] = sorted(tuned["base_fingerprints"])
-    return Prepared(methods, suites, base, new_train, old_pool, world_dir, splits, tuned,
+    return Prepared(methods, suites, base, new_train, old_pool, world_dir, splits, tuned, old_source,
                     base_weights=unit_key.weights_hash(base.path), train_data=unit_key.samples_hash(new_train + old_pool),
                     eval_data=eval_data)
 
@@ -155,7 +163,8 @@ def _run(cfg: RunConfig, console: Console) -> Path:
             kore_bench=kore_bench.__version__, started=started, config=config,
             base={"path": prep.base.path, "fingerprint": prep.base.fingerprint, "description": prep.base.description},
             world_dir=str(prep.world_dir) if prep.world_dir else None, data_fingerprint=data_fp,
-            suites=[s.name for s in prep.suites], splits=prep.splits, tuned=prep.tuned, **environment(),
+            suites=[s.name for s in prep.suites], splits=prep.splits, old_data=prep.old_source, tuned=prep.tuned,
+            **environment(),
         )
         failures = {}
         for name, method in prep.methods.items():

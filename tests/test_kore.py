@@ -307,7 +307,7 @@ def no_training(monkeypatch):
 
 @pytest.mark.parametrize("overrides, old, match", [
     ({"rank": 128}, 8, r"input dimension 128 of layer model\.language_model\.layers\.0\.self_attn\.q_proj"),
-    ({}, 0, "calibration set is empty"),
+    ({}, 0, "calibration set is empty.*give --old-data"),
     ({"calibration_samples": 0}, 8, "calibration_samples"),
     ({"covariance_dtype": "int8"}, 8, "covariance_dtype"),
 ])
