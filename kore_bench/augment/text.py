@@ -333,7 +333,9 @@ def rng_for(seed: int, *parts: object) -> random.Random:
 def text(samples: list[Sample], world: WorldFacts | None, seed: int, report: AugmentReport, *,
          max_rounds: int = 11, max_vqa: int = 6, branch: bool = True, short_answer_suffix: bool = True
          ) -> list[Sample]:
-    """KORE's knowledge tree from each sample's knowledge text (see the module docstring).
+    """KORE's knowledge tree from each sample's knowledge text, offline and without world facts:
+    question-answer pairs from its sentences, a dialogue with the recognition turn, recognition,
+    caption, paraphrase and VQA samples on the injection image (details: the module docstring).
 
     ``max_rounds`` caps the dialogue (the sample's own round included); ``max_vqa`` caps the
     single-turn question–answer samples per item; ``branch=False`` builds the dialogue only;
