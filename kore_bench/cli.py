@@ -36,6 +36,10 @@ ArchOpt = Annotated[str, typer.Option(help="kore-tiny architecture: llava or qwe
 ModelOpt = Annotated[Optional[str], typer.Option(help="a Hugging Face model id or path instead of kore-tiny")]
 NewOpt = Annotated[str, typer.Option(help="new-knowledge suite, e.g. evoke:/data/EVOKE")]
 DevShareOpt = Annotated[float, typer.Option(help="data without a dev split: seeded share held out as dev")]
+OldDataOpt = Annotated[Optional[str], typer.Option(
+    "--old-data", help="old-knowledge pool for replay and calibration (kore, corda, ewc, o-lora, sefe): a file "
+                       "(conversations JSON/JSONL, or a JSONL/TSV of questions with answers) or a suite NAME[:/path]; "
+                       "default: the retention suites' training pools, else their own dev items (never test items)")]
 DeviceOpt = Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1 ... (default: cuda if available)")]
 
 # The run options of run, tune and frontier (RunConfig fields), declared once and added to each
@@ -56,6 +60,7 @@ RUN_OPTIONS: dict[str, tuple[Any, Any]] = {
                                                              "(repeatable; fixed in every trial or point)")], []),
     "device": (DeviceOpt, None),
     "progress": (Annotated[bool, typer.Option(help="show progress bars")], True),
+    "old_data": (OldDataOpt, None),
 }
 
 
@@ -75,7 +80,7 @@ def with_run_options(command: Callable) -> Callable:
             world=opts["world"], arch=opts["arch"], model=opts["model"], seeds=parse_seeds(opts["seeds"]),
             new=opts["new"], retention=_csv(opts["retention"]), limit=opts["limit"], batch_size=opts["batch_size"],
             include_paths=list(opts["include_path"]), method_args=_parse_sets(opts["set_"]), device=opts["device"],
-            progress=opts["progress"])
+            progress=opts["progress"], old_data=opts["old_data"])
         return command(**kwargs, run_options=run_options)
 
     wrapper.__signature__ = inspect.Signature([*own, *shared])
@@ -247,6 +252,7 @@ def diagnose(
     output: Optional[Path] = typer.Option(None, help="output directory (default runs/diagnose-<world>-<arch>)"),
     include_path: Annotated[list[Path], typer.Option(help="folder with extra suites (*.yaml)")] = [],
     dev_share: DevShareOpt = 0.1,
+    old_data: OldDataOpt = None,
     device: DeviceOpt = None,
 ) -> None:
     """Per decoder linear: how much energy new vs held-out old data put into KORE's trainable subspace."""
@@ -259,6 +265,7 @@ def diagnose(
         retention=_csv(retention), rank=rank, split=split, samples=samples,
         calibration_samples=calibration_samples, seed=seed, augmenter=augmenter,
         include_paths=list(include_path), dev_share=dev_share, device=device, threshold=threshold, console=console,
+        old_data=old_data,
     )
     out.print(f"diagnostic: {path / 'diagnose.csv'}, {path / 'diagnose.json'}")
 
@@ -323,7 +330,7 @@ def plan(
 
 @app.command("ls")
 def ls(
-    what: str = typer.Argument(..., help="methods | suites | metrics"),
+    what: str = typer.Argument(..., help="methods | suites | metrics | augmenters"),
     include_path: list[Path] = typer.Option([], help="folder with extra methods and suites"),
 ) -> None:
     """List what is registered."""
@@ -354,8 +361,16 @@ def ls(
         for name, m in sorted(METRICS.items()):
             t.add_row(name, m.protocol, str(m.higher_is_better))
         out.print(t)
+    elif what == "augmenters":
+        from .augment import AUGMENTERS, augmenter_options
+
+        t = Table("augmenter", "what it does", "options (default)")
+        for name in AUGMENTERS.names():
+            doc = (AUGMENTERS.get(name).__doc__ or "").strip().split("\n\n")[0]
+            t.add_row(name, " ".join(doc.split()), ", ".join(f"{k}={v}" for k, v in augmenter_options(name).items()))
+        out.print(t)
     else:
-        raise UnknownNameError("listing", what, ["methods", "suites", "metrics"])
+        raise UnknownNameError("listing", what, ["methods", "suites", "metrics", "augmenters"])
 
 
 @world_app.command("export")

@@ -619,10 +619,13 @@ def select_split(samples: Sequence[Sample], split: str) -> list[Sample]:
 def hold_out_dev(samples: Sequence[Sample], share: float, seed: int, salt: str = "") -> list[Sample]:
     """A seeded dev hold-out for evaluation data that has no dev split of its own.
 
-    When no sample is marked ``dev`` and ``share > 0``, ``round(share · n)`` of the n test samples
-    (at least one, and never all of them) are chosen with ``seed`` and ``salt`` (e.g. the suite and
-    task) from the samples sorted by id, and marked ``meta["split"] = "dev"``: they are used for
-    selection only and leave the test split. Data with its own dev split comes back unchanged.
+    When no sample is marked ``dev`` and ``share > 0``, about ``round(share · n)`` of the n test
+    samples (at least one, and never all of them) are chosen with ``seed`` and ``salt`` (e.g. the
+    suite and task) and marked ``meta["split"] = "dev"``: they are used for selection only and leave
+    the test split. Samples are held out by group (``meta["group"]``, set by loaders whose scoring
+    spans several questions: MMBench's circular group, MME's image pair, HallusionBench's set), so a
+    group is never split across dev and test; without groups, ``round(share · n)`` samples are drawn
+    from the samples sorted by id. Data with its own dev split comes back unchanged.
     """
     if share <= 0 or any(s.meta.get("split") == "dev" for s in samples):
         return list(samples)
@@ -632,6 +635,22 @@ def hold_out_dev(samples: Sequence[Sample], share: float, seed: int, salt: str =
     if len(test) < 2:
         return list(samples)
     k = min(len(test) - 1, max(1, round(share * len(test))))
-    dev_ids = {s.id for s in random.Random(f"dev-holdout:{seed}:{salt}").sample(test, k)}
+    rng = random.Random(f"dev-holdout:{seed}:{salt}")
+    groups: dict[str, list[str]] = {}
+    for s in test:
+        groups.setdefault(str(s.meta.get("group", f"id:{s.id}")), []).append(s.id)
+    dev_ids: set[str] = set()
+    if len(groups) == len(test):  # no groups: one draw of k samples
+        dev_ids = {s.id for s in rng.sample(test, k)}
+    else:
+        if len(groups) < 2:
+            return list(samples)
+        keys = sorted(groups)
+        taken = 0
+        for key in rng.sample(keys, len(keys)):
+            if len(dev_ids) >= k or taken == len(keys) - 1:  # enough, and never every group
+                break
+            dev_ids.update(groups[key])
+            taken += 1
     return [Sample(s.id, s.messages, s.image, s.answer, s.choices, s.category, s.source,
                    {**s.meta, "split": "dev", "dev_holdout": True}) if s.id in dev_ids else s for s in samples]

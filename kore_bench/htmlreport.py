@@ -18,8 +18,8 @@ from typing import Any
 import pandas as pd
 
 from .errors import KoreBenchError
-from .report import (MAIN, categories, compare, compare_definitions, compare_table, leaderboard, tidy_scores,
-                     write_reports)
+from .report import (MAIN, categories, compare, compare_definitions, compare_table, header_lines, leaderboard,
+                     tidy_scores, write_reports)
 from .store import atomic_write_text, read_json
 
 STYLE = """
@@ -55,7 +55,8 @@ def write_html_report(run: Path, baseline: str | None = None, output: Path | Non
     parts = [f"<h1>kore-bench report — {_e(run.name)}</h1>",
              f"<p class=note>Run directory <code>{_e(run.resolve())}</code>; written "
              f"{time.strftime('%Y-%m-%d %H:%M:%S')} from its stored results ({_split(run)} split).</p>",
-             "<h2 id=leaderboard>Leaderboard</h2>", _leaderboard_html(table),
+             "<h2 id=leaderboard>Leaderboard</h2>",
+             *[f"<p class=note><b>{_e(line)}</b></p>" for line in header_lines(table)], _leaderboard_html(table),
              "<p class=note>K.A: adaptation, the mean of CEM and F1 on the new knowledge; K.R: retention, the "
              "mean over the retention categories; Avg = (K.A + K.R) / 2; ΔK.R: retention change against the "
              "un-injected base. All ×100, mean over seeds; grey: std over seeds.</p>"]

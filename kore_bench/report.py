@@ -138,7 +138,49 @@ def leaderboard(run: Path) -> pd.DataFrame:
     flagged = chance_level_tasks(scores) if len(scores) else []
     table.insert(table.columns.get_loc("ΔK.R") + 1, "K.R at chance", ", ".join(flagged) or "-")
     ordered = ["method"] + [c for m in MAIN for c in (m, f"{m}_std")] + ["ΔK.R", "K.R at chance"] + categories
-    return table[ordered + ["trainable_params", "train_seconds", "seeds", "status"]]
+    table = table[ordered + ["trainable_params", "train_seconds", "seeds", "status"]].copy()
+    # header lines every rendering shows: a reduced test set, and what augmented each method's data
+    table.attrs["test_note"] = reduced_test_note(manifest) if splits == ["test"] else None
+    table.attrs["notes"] = augmentation_notes(info, methods)
+    return table
+
+
+def reduced_test_note(manifest: dict) -> str | None:
+    """"test = published set minus 10 % dev hold-out (seed 0): evoke/evoke" when a task of the run
+    had a seeded dev hold-out from its test data (the manifest's ``splits``), else None."""
+    held: dict[tuple[float, int], list[str]] = {}
+    for suite, tasks in (manifest.get("splits") or {}).items():
+        for task, info in (tasks or {}).items():
+            if isinstance(info, dict) and info.get("dev_source") == "held out":
+                held.setdefault((float(info.get("dev_share", 0)), int(info.get("dev_seed", 0))), []).append(
+                    f"{suite}/{task}")
+    if not held:
+        return None
+    return "; ".join(f"test = published set minus {100 * share:g} % dev hold-out (seed {seed}): {', '.join(tasks)}"
+                     for (share, seed), tasks in sorted(held.items()))
+
+
+def augmentation_notes(info: dict[str, list[dict]], methods: list[str]) -> list[str]:
+    """One line per method whose training data was augmented: which augmenter ran (and who chose it)."""
+    notes = []
+    for method in methods:
+        ran = []
+        for ti in info.get(method, []):
+            aug = ti.get("augmentation")
+            if isinstance(aug, dict):
+                label = str(aug.get("augmenter"))
+                if aug.get("requested") and aug.get("requested") != aug.get("augmenter"):
+                    label += f" (chosen by {aug['requested']})"
+                ran.append(label)
+        if ran:
+            notes.append(f"{method}: training data augmented by {', '.join(dict.fromkeys(ran))}")
+    return notes
+
+
+def header_lines(table: pd.DataFrame) -> list[str]:
+    """The leaderboard's header lines: the reduced-test note first, then the augmentation notes."""
+    note = table.attrs.get("test_note")
+    return ([note] if note else []) + list(table.attrs.get("notes") or [])
 
 
 def _train_info(run: Path) -> dict[str, list[dict]]:
@@ -172,7 +214,9 @@ def _fmt(v: Any, std: Any = None) -> str:
 
 def to_markdown(table: pd.DataFrame) -> str:
     cols = [c for c in table.columns if not c.endswith("_std")]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    header = header_lines(table)
+    lines = [f"> {line}" for line in header] + ([""] if header else [])
+    lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, r in table.iterrows():
         cells = [_fmt(r[c], r.get(f"{c}_std")) if c in MAIN else _fmt(r[c]) for c in cols]
         lines.append("| " + " | ".join(cells) + " |")
@@ -205,6 +249,8 @@ def to_latex(table: pd.DataFrame, std: bool = False, caption: str | None = None)
     seeds = sorted({int(n) for n in table.loc[table.method != "base", "seeds"] if n}) if "seeds" in table else []
     seed_text = ("mean over " + "/".join(map(str, seeds)) + (" seed" if seeds == [1] else " seeds")) if seeds else "no seeds"
     text = caption or LATEX_CAPTION.format(seeds=seed_text, std=", mean $\\pm$ std over seeds" if std else "")
+    if table.attrs.get("test_note"):
+        text += " Scores on a reduced test set: " + esc(table.attrs["test_note"]) + "."
     lines = [r"\begin{table}[t]", r"\centering", r"\small",
              r"\begin{tabular}{l" + "r" * (len(score_cols) + 1) + "}", r"\toprule",
              " & ".join(["Method", *map(esc, score_cols), "\\#Params"]) + r" \\", r"\midrule"]
@@ -228,6 +274,7 @@ def to_latex(table: pd.DataFrame, std: bool = False, caption: str | None = None)
     flagged = table["K.R at chance"].iloc[0] if "K.R at chance" in table and len(table) else "-"
     if flagged != "-":
         lines.append(f"% {NOT_MEASURABLE} (base within the binomial interval of chance): {esc(flagged)}")
+    lines += [f"% {line}" for line in table.attrs.get("notes") or []]
     return "\n".join(lines) + "\n"
 
 
@@ -248,7 +295,8 @@ def to_rich(table: pd.DataFrame, title: str = "", wide: bool = False) -> Table:
     flagged = table["K.R at chance"].iloc[0] if "K.R at chance" in table and len(table) else "-"
     if flagged != "-":
         caption += f"\nat chance on the base ({NOT_MEASURABLE}): {flagged}"
-    t = Table(title=title or None, caption=caption, caption_justify="left")
+    caption += "".join(f"\n{line}" for line in table.attrs.get("notes") or [])
+    t = Table(title=_titled(title, table), caption=caption, caption_justify="left")
     t.add_column("method", justify="left", no_wrap=True)
     for c in COMPACT:
         t.add_column(c, justify="right")
@@ -287,9 +335,16 @@ def _fmt_signed(v: Any) -> str:
     return "—" if not isinstance(v, float) or math.isnan(v) else f"{v:+.2f}"
 
 
+def _titled(title: str, table: pd.DataFrame) -> str | None:
+    """The terminal title with the reduced-test note under it."""
+    note = table.attrs.get("test_note")
+    return "\n".join(x for x in (title, note) if x) or None
+
+
 def _rich_wide(table: pd.DataFrame, title: str) -> Table:
     cols = [c for c in table.columns if not c.endswith("_std") and c != "status"]
-    t = Table(title=title or None)
+    notes = table.attrs.get("notes") or []
+    t = Table(title=_titled(title, table), caption="\n".join(notes) or None, caption_justify="left")
     for c in cols:
         t.add_column(c, justify="left" if c == "method" else "right")
     for _, r in table.iterrows():

@@ -43,6 +43,7 @@ class RunConfig:
     split: str = "test"  # test: reported scores; dev: selection (tune) only
     dev_share: float = 0.0  # evaluation data without a dev split: seeded share held out as dev, not tested
     dev_seed: int = 0
+    old_data: str | None = None  # the old-knowledge pool: a file or a suite (kore_bench.old_data); None: default
     tuned: Path | None = None  # a `kore-bench tune` directory whose winning settings the methods use
     reference: bool = True  # also evaluate the un-injected base (tuning trials skip it)
     batch_size: int = 32
@@ -66,6 +67,7 @@ class Prepared:
     device: str  # where every method trains and every model is evaluated (--device, else CUDA if present)
     splits: dict[str, dict[str, Any]] = field(default_factory=dict)  # suite → task → dev/test counts
     tuned: dict[str, Any] | None = None  # what --tuned applied, with its provenance
+    old_source: dict[str, Any] = field(default_factory=dict)  # where old_pool came from (manifest)
     base_weights: str = ""  # hash of the base model's files (unit_key.weights_hash)
     train_data: str = ""  # content hash of new_train + old_pool
     eval_data: dict[str, str] = field(default_factory=dict)  # suite → content hash of what it scores
@@ -102,7 +104,9 @@ def prepare(cfg: RunConfig, console: Console) -> Prepared:
     suites += [resolve_suite(r, available, "retention") for r in cfg.retention]
     suites = [s.with_dev_holdout(cfg.dev_share, cfg.dev_seed) for s in suites]
     world_dir = None
-    if any("world" in s.needs for s in suites):
+    from . import old_data
+
+    if any("world" in s.needs for s in suites) or old_data.needs_world(cfg.old_data, available):
         from .cache import world_dir as export
 
         world_dir = export(cfg.world, console=console)
@@ -110,7 +114,11 @@ def prepare(cfg: RunConfig, console: Console) -> Prepared:
     new_train = suites[0].train_samples()
     if not new_train:
         raise KoreBenchError(f"suite {suites[0].name!r} has no training data to inject")
-    old_pool = [s for suite in suites[1:] for s in suite.train_samples()]
+    if cfg.old_data:
+        old_pool, old_source = old_data.load(cfg.old_data, available,
+                                             {"world": str(world_dir)} if world_dir else {})
+    else:
+        old_pool, old_source = old_data.default_pool(suites[1:])
     validate.samples_readable(new_train + old_pool, "training data")
     eval_data = {s.name: _evaluation_data(s, cfg) for s in suites}  # read and checked before the base is built
     splits = {s.name: s.split_summary() for s in suites}
@@ -123,6 +131,7 @@ def prepare(cfg: RunConfig, console: Console) -> Prepared:
     if tuned is not None:
         tuned["base_fingerprints"] = sorted(tuned["base_fingerprints"])
     return Prepared(methods, suites, base, new_train, old_pool, world_dir, resolve_device(cfg.device), splits, tuned,
+                    old_source,
                     base_weights=unit_key.weights_hash(base.path), train_data=unit_key.samples_hash(new_train + old_pool),
                     eval_data=eval_data)
 
@@ -223,7 +232,8 @@ def _begin(cfg: RunConfig, prep: Prepared, run_dir: RunDir) -> None:
         kore_bench=kore_bench.__version__, started=started, config=config,
         base={"path": prep.base.path, "fingerprint": prep.base.fingerprint, "description": prep.base.description},
         world_dir=str(prep.world_dir) if prep.world_dir else None, data_fingerprint=prep.train_data,
-        suites=[s.name for s in prep.suites], splits=prep.splits, tuned=prep.tuned, device=prep.device,
+        suites=[s.name for s in prep.suites], splits=prep.splits, old_data=prep.old_source, tuned=prep.tuned,
+        device=prep.device,
         processes=distributed.world_size(), **environment(),
     )
 

@@ -71,6 +71,10 @@ class TrainInfo:
     trainable_params: int
     loss_curve: list[float] = field(default_factory=list)
     device: str = ""
+    samples: int = 0  # training samples (the replay memory not counted)
+    # what augmented them (kore_bench.augment sets meta["augmentation"]): requested / augmenter /
+    # why / summary; None when the samples were not augmented
+    augmentation: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -193,7 +197,28 @@ def train_model(
         trainable_params=trainable,
         loss_curve=[round(x, 4) for x in curve[:: max(1, total // 200)]],
         device=str(target),
+        samples=len(samples) if samples else len(features),
+        augmentation=augmentation_of(samples),
     )
+
+
+def augmentation_of(samples: Sequence[Sample]) -> dict | None:
+    """The augmentation record the samples carry (the first, with how many samples carry each)."""
+    records: dict[str, dict] = {}
+    counts: dict[str, int] = {}
+    for s in samples or ():
+        record = s.meta.get("augmentation")
+        if isinstance(record, dict):
+            key = repr(sorted(record.items()))
+            records.setdefault(key, record)
+            counts[key] = counts.get(key, 0) + 1
+    if not records:
+        return None
+    first = next(iter(records))
+    out = dict(records[first])
+    if len(records) > 1:
+        out["others"] = [dict(records[k], samples=counts[k]) for k in list(records)[1:]]
+    return out
 
 
 def training_device(model: torch.nn.Module, device: str | torch.device | None = None) -> torch.device:

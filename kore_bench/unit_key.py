@@ -3,8 +3,8 @@ reused exactly when recomputing it would give the same numbers.
 
 A *training* unit (method, seed) is keyed by the code that trains (the method's modules, the
 trainer, the encoding, model loading, the augmenters, :mod:`kore_bench.method`), the method's
-config, the base model's **weights** (a hash of every file of its folder, cached by path, size and
-mtime), the **content** of the training samples (text, answers, image bytes — not paths, so moving
+config (and, for an ``auto`` augmenter, the environment it chooses by), the base model's
+**weights** (a hash of every file of its folder, cached by path, size and mtime), the **content** of the training samples (text, answers, image bytes — not paths, so moving
 data or the cache changes nothing) and the seed. An *evaluation* unit (method, seed, suite) adds the
 code that scores (the evaluator, the metrics, the encoding, the lm-eval bridge), the suite's task
 definitions, the content of the samples it scores and the settings that can change a score (split,
@@ -62,13 +62,19 @@ def unit_key(method_name: str, method: Method, base_weights: str, train_data: st
              suite: Suite | None = None, eval_data: str | None = None,
              settings: dict[str, Any] | None = None) -> UnitKey:
     """The key of the training unit (no ``suite``) or of the evaluation unit of ``suite``."""
-    train = UnitKey("training", {
+    config = method.config_dict()
+    parts = {
         "code": code_hash([*TRAINING_CODE, *_method_modules(method)]),
-        "config": fingerprint(method_name, method.config_dict()),
+        "config": fingerprint(method_name, config),
         "weights": base_weights,
         "data": train_data,
         "seed": str(seed),
-    })
+    }
+    if config.get("augmenter") == "auto":  # auto chooses by the environment: a changed choice retrains
+        from .augment.auto import environment
+
+        parts["augmenter_environment"] = fingerprint(environment())
+    train = UnitKey("training", parts)
     if suite is None:
         return train
     return UnitKey("evaluation", {

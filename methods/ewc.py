@@ -31,6 +31,7 @@ from kore_bench.adapters.covariance import draw_calibration, features_fingerprin
 from kore_bench import distributed
 from kore_bench.errors import KoreBenchError
 from kore_bench.method import TrainContext, register_method
+from kore_bench.old_data import no_old_data
 from kore_bench.models.parts import unwrap
 from kore_bench.search import LogUniform
 from kore_bench.train import encode_all
@@ -84,8 +85,7 @@ def fisher_for(model: nn.Module, processor, ctx: TrainContext, n: int, cache: bo
     from kore_bench.store import fingerprint
 
     if not ctx.old_data:
-        raise KoreBenchError("ewc needs old-knowledge data for its Fisher: the retention suites define no "
-                             "training pool")
+        raise no_old_data("ewc needs old-knowledge data for its Fisher")
     features = encode_all(processor, draw_calibration(ctx.old_data, n, ctx.seed))
     names = list(linear_shapes(model))
     key = fingerprint("fisher", ctx.base.fingerprint, features_fingerprint(features), names, FISHER_VERSION)

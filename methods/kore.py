@@ -172,7 +172,9 @@ class KoreConstraintConfig(MethodConfig):
 
 @dataclass
 class KoreConfig(KoreConstraintConfig):
-    augmenter: str = field(default="template", metadata={"help": "knowledge augmenter: template, llm, kore74k"})
+    augmenter: str = field(default="auto", metadata={"help": "knowledge augmenter: auto (llm if configured, kore74k "
+                                                             "if given, template with world facts, else text), "
+                                                             "template, text, llm, kore74k"})
 
 
 @dataclass
@@ -182,7 +184,9 @@ class KoreV1Config(KoreConfig):
 
 @dataclass
 class KoreAugConfig(LoraMethodConfig):
-    augmenter: str = field(default="template", metadata={"help": "knowledge augmenter: template, llm, kore74k"})
+    augmenter: str = field(default="auto", metadata={"help": "knowledge augmenter: auto (llm if configured, kore74k "
+                                                             "if given, template with world facts, else text), "
+                                                             "template, text, llm, kore74k"})
 
 
 def augmented(name: str, ctx: TrainContext) -> list[Sample]:

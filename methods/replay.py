@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from kore_bench.data import Sample
-from kore_bench.errors import KoreBenchError
 from kore_bench.method import TrainContext, register_method
+from kore_bench.old_data import no_old_data
 from kore_bench.search import LogUniform
 from kore_bench.train import WithMemory
 
@@ -39,7 +39,7 @@ class Replay(LoRA):
     def memory(self, ctx: TrainContext) -> list[Sample]:
         """The replay memory: ``ratio`` of the old-knowledge pool, drawn with the run's seed."""
         if not ctx.old_data:
-            raise KoreBenchError("replay needs old-knowledge data: the retention suites define no training pool")
+            raise no_old_data("replay needs old-knowledge data to replay")
         k = min(len(ctx.old_data), max(1, round(self.config.ratio * len(ctx.old_data))))
         return random.Random(ctx.seed).sample(ctx.old_data, k)
 

@@ -368,3 +368,119 @@ def test_kore74k_replaces_the_input_samples(tmp_path, fixture_world):
     assert out[1].image.member == "imgs_of_vqa/b.png" and out[1].messages[0]["content"].startswith(IMAGE_TOKEN)
     assert out[1].image.load().size == (8, 8)
     assert report.rejected and "several images" in report.rejected[0][1]  # the skipped record is reported
+
+
+# ---- text (real data: no world facts) and auto --------------------------------------------------
+
+EVOKE_ENTITIES = [  # (image as EVOKE names it, injection prompt, knowledge text)
+    ("wikidata_imgs/Mirex Labs_wiki.jpg", "Can you describe the company depicted in the image?",
+     "Mirex Labs is a robotics company founded by Dravo Kelt in 2011. It is headquartered in Zorvia and "
+     "employs 3,000 people. In March 2020, Mirex Labs acquired Tamor Systems for $5 billion."),
+    ("wikidata_imgs/Sela Brun_wiki.jpg", "Can you describe the person depicted in the image?",
+     "Sela Brun (born 4 May 1990) is a pilot from Tamor. She won the Orvane Cup in 2019 and flew 42 missions "
+     "for Kestrel Air."),
+]
+EVOKE_NEWS = [("cnn_news_imgs/cnn_7/Volta_company_1.jpg", "Please explain business news that is shown in image.",
+               "Volta Motors surpassed Arlen Auto in EV sales last year. The automaker sold 526,409 vehicles in "
+               "the fourth quarter, its chief Mara Quill said on January 2, 2024.")]
+
+
+def write_evoke(root: Path, records: list[tuple[str, str, str]] | None = None) -> Path:
+    """EVOKE as released: the two record files and the injection images in per-kind zips."""
+    records = records if records is not None else EVOKE_ENTITIES + EVOKE_NEWS
+    root.mkdir(parents=True, exist_ok=True)
+    injection = [{"id": i + 1, "image": image, "conversations": [{"from": "human", "value": f"<image>\n{prompt}"},
+                                                                 {"from": "gpt", "value": text}]}
+                 for i, (image, prompt, text) in enumerate(records)]
+    (root / "evoke_injection_data.json").write_text(json.dumps(injection))
+    (root / "evoke_evaluation_data.jsonl").write_text("".join(
+        json.dumps({"question_id": i + 1, "image": f"eval_imgs/{i}.jpg", "text": "Who founded the company in the "
+                    "image?\nAnswer the question using a single word or phrase.", "answer": "Dravo Kelt",
+                    "ground_truth": [i]}) + "\n" for i in range(len(records))))
+    (root / "imgs" / "injection").mkdir(parents=True, exist_ok=True)
+    (root / "imgs" / "evaluation").mkdir(parents=True, exist_ok=True)
+    png = root / "pixel.png"
+    _png(png, 90)
+    for kind in ("entity", "news"):
+        with zipfile.ZipFile(root / "imgs" / "injection" / f"evoke_{kind}_injection_imgs.zip", "w") as zf:
+            for image, _, _ in records:
+                if image.startswith("wikidata") == (kind == "entity"):
+                    zf.writestr(image, png.read_bytes())
+    with zipfile.ZipFile(root / "imgs" / "evaluation" / "evoke_entity_evaluation_imgs.zip", "w") as zf:
+        for i in range(len(records)):
+            zf.writestr(f"eval_imgs/{i}.jpg", png.read_bytes())
+    png.unlink()
+    return root
+
+
+@pytest.fixture
+def no_augmenter_environment(monkeypatch):
+    for name in ("KORE_BENCH_LLM_BASE_URL", "OPENAI_BASE_URL", "KORE_BENCH_LLM_MODEL", "KORE_BENCH_KORE74K"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def evoke_train(root: Path) -> list[Sample]:
+    from kore_bench.suites import load_suites
+
+    return load_suites()["evoke"].with_variables(path=str(root)).train_samples()
+
+
+def test_auto_augments_real_evoke_items_from_their_text(tmp_path, no_augmenter_environment):
+    items = evoke_train(write_evoke(tmp_path / "EVOKE"))
+    out, report = augment_with_report("auto", items, None, seed=0)
+    assert report.resolved == "text" and "no world facts" in report.why
+    assert len(out) > len(items) and not report.passed_through
+    assert {"dialogue", "recognition", "caption", "paraphrase", "vqa"} <= set(report.produced)
+    knowledge = {s.id: s.messages[1]["content"] for s in items}
+    for s in out:
+        origin = s.meta["origin"]
+        assert s.image == next(i.image for i in items if i.id == origin)  # on the injection image
+        assert s.meta["augmentation"]["augmenter"] == "text" and s.meta["augmentation"]["requested"] == "auto"
+        qa = rounds(s)[1:] if s.meta["kind"] == "dialogue" else rounds(s)
+        for question, answer in qa:
+            if s.meta["kind"] in ("dialogue", "vqa") or s.id.endswith("recognition:name"):
+                assert answer in knowledge[origin], (s.id, question, answer)  # a span of the knowledge text
+                assert question.endswith(SUFFIX)
+    by_id = {s.id: s for s in out}
+    mirex = by_id["1:dialogue"]
+    assert rounds(mirex)[0] == tuple(m["content"] for m in items[0].messages)  # the injection turn first
+    assert rounds(mirex)[1] == ("What is shown in the image?" + SUFFIX, "Mirex Labs")  # recognition (EVOKE's file name)
+    asked = dict(rounds(mirex))
+    assert asked["The company in the image is a robotics company founded by whom in 2011?" + SUFFIX] == "Dravo Kelt"
+    assert asked["The company in the image is headquartered in Zorvia and employs how many people?" + SUFFIX] == "3,000"
+    assert len(mirex.messages) // 2 <= 11
+    assert rounds(by_id["2:recognition:name"])[0] == (IMAGE_TOKEN + "\nWho is shown in the image?" + SUFFIX, "Sela Brun")
+    assert not by_id["3:paraphrase"].messages[1]["content"].startswith("On January")  # "..., X said on <date>" stays
+    assert "3:recognition:name" not in by_id  # news has no entity name: no recognition turn
+    assert any(a == "Arlen Auto" for _, a in rounds(by_id["3:dialogue"]))
+    again, _ = augment_with_report("auto", items, None, seed=0)
+    assert [s.messages for s in again] == [s.messages for s in out]  # deterministic from the seed
+
+
+def test_auto_prefers_llm_then_kore74k_then_world_facts(fixture_world, monkeypatch, no_augmenter_environment):
+    from kore_bench.augment.auto import choose
+
+    assert choose(None)[0] == "text"
+    assert choose(object())[0] == "template"  # the suite has world facts
+    _, report = augment_with_report("auto", injection(fixture_world), fixture_world, seed=0)
+    assert report.resolved == "template"
+    monkeypatch.setenv("KORE_BENCH_KORE74K", "/data/KORE-74K-training_data.json")
+    assert choose(object())[0] == "kore74k"
+    monkeypatch.setenv("KORE_BENCH_LLM_BASE_URL", "http://127.0.0.1:9/v1")
+    assert choose(object())[0] == "kore74k"  # an endpoint without a model is not configured
+    monkeypatch.setenv("KORE_BENCH_LLM_MODEL", "m")
+    assert choose(None) == ("llm", "a chat endpoint is configured (m at http://127.0.0.1:9/v1)")
+
+
+def test_nothing_to_augment_is_refused(tmp_path, no_augmenter_environment):
+    items = evoke_train(write_evoke(tmp_path / "EVOKE", [("wikidata_imgs/x_wiki.jpg", "Can you describe it?",
+                                                          "unknown. no facts here")]))
+    out, report = augment_with_report("text", items, None, seed=0)
+    assert out == items and report.passed_through and report.augmented == 0
+    with pytest.raises(KoreBenchError, match=r"augmenter text \(auto: .*augmented none of the 1 injection items"
+                                             r".*no sentence.*refusing to train on them unaugmented"):
+        augment("auto", items, None, seed=0)
+    with pytest.raises(KoreBenchError, match="augmented none"):
+        augment("template", [Sample(id="s", messages=[{"role": "user", "content": "Who?"},
+                                                      {"role": "assistant", "content": "Nobody."}])],
+                write_fixture_world(tmp_path / "world"), seed=0)

@@ -251,13 +251,32 @@ def test_kore_and_kore_aug_train_on_the_augmented_data(base_ref, tmp_path, monke
     monkeypatch.setattr(method_module, "train_model", lambda m, p, s, *a, **k: seen.append(len(s)) or real_train(m, p, s, *a, **k))
     new = samples(4, seed=1)
     Kore.from_overrides(SHORT).train(_ctx(tmp_path / "k", base_ref, new, samples(8, seed=2), seed=5))
-    assert calls == [("template", 4, None, 5)] and seen == [7]
+    assert calls == [("auto", 4, None, 5)] and seen == [7]  # auto: llm, kore74k, template or text
     aug = KoreAug.from_overrides({"steps": 1, "batch_size": 2, "augmenter": "llm"})
     trained = aug.train(_ctx(tmp_path / "a", base_ref, new, [], seed=5))
     assert calls[-1] == ("llm", 4, None, 5)
     model, _ = base_ref.load()
     assert trained.info.trainable_params == lora_trainable_parameter_count(model) == \
         trainable_parameter_count(model, matched_rank(model, default_rank(model)))
+
+
+def test_kore_records_what_augmented_it_and_refuses_when_nothing_does(base_ref, tmp_path, monkeypatch):
+    """Real augmentation (no world facts): auto runs the text augmenter and train_info says so; data
+    no augmenter can use is refused before training, never trained on unaugmented."""
+    from kore_bench.data import Sample
+
+    for name in ("KORE_BENCH_LLM_BASE_URL", "OPENAI_BASE_URL", "KORE_BENCH_LLM_MODEL", "KORE_BENCH_KORE74K"):
+        monkeypatch.delenv(name, raising=False)
+    item = samples(1, seed=4)[0]
+    real = Sample("evoke-1", [{"role": "user", "content": "<image>\nCan you describe the company depicted in the image?"},
+                              {"role": "assistant", "content": "Mirex Labs is a robotics company founded by Dravo Kelt "
+                                                               "in 2011."}], item.image)
+    trained = KoreAug.from_overrides({"steps": 1, "batch_size": 2}).train(_ctx(tmp_path / "a", base_ref, [real], []))
+    assert trained.info.augmentation["augmenter"] == "text" and trained.info.augmentation["requested"] == "auto"
+    assert trained.info.samples > 1
+    monkeypatch.setattr(kore_module, "train_model", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained")))
+    with pytest.raises(KoreBenchError, match="augmented none of the 2 injection items"):
+        Kore.from_overrides(SHORT).train(_ctx(tmp_path / "k", base_ref, samples(2, seed=1), samples(8, seed=2)))
 
 
 def test_corda_keeps_outputs_at_init_and_reloads_exactly(base_ref, tmp_path):
@@ -288,7 +307,7 @@ def no_training(monkeypatch):
 
 @pytest.mark.parametrize("overrides, old, match", [
     ({"rank": 128}, 8, r"input dimension 128 of layer model\.language_model\.layers\.0\.self_attn\.q_proj"),
-    ({}, 0, "calibration set is empty"),
+    ({}, 0, "calibration set is empty.*give --old-data"),
     ({"calibration_samples": 0}, 8, "calibration_samples"),
     ({"covariance_dtype": "int8"}, 8, "covariance_dtype"),
 ])

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from PIL import Image
+from rich.console import Console
 
 from kore_bench.runner import RunConfig, evaluate_suite, run
 from kore_bench.suites import load_suites
@@ -36,7 +37,7 @@ def lmudata(tmp_path_factory) -> Path:
     """A VLMEvalKit data folder: the fixture benchmarks with base64 images (MMBench's rotations name
     their main row's index instead), MME with image files under images/MME/, and a judge benchmark."""
     root = tmp_path_factory.mktemp("LMUData")
-    for name in ("MMBench_DEV_EN", "MMMU_DEV_VAL", "POPE", "OCRVQA_TESTCORE"):
+    for name in ("MMBench_DEV_EN", "MMMU_DEV_VAL", "POPE", "OCRVQA_TESTCORE", "HallusionBench"):
         data = pd.read_csv(FIXTURES / f"{name}.tsv", sep="\t").drop(columns=["prediction"])
         if name == "MMBench_DEV_EN":
             data["image"] = [_png(i) if i < 1e6 else str(int(i % 1e6)) for i in data["index"]]
@@ -118,6 +119,41 @@ def test_run_leaves_kr_unscored_when_a_category_is_not_scored(lmudata: Path, mic
     with open(out / "leaderboard.csv") as f:
         board = {r["method"]: r for r in csv.DictReader(f)}
     assert board["lora"]["COM"] != "" and board["lora"]["MAT"] == "" and board["lora"]["K.R"] == ""
+    # RunConfig's default holds 10 % of dev-less test data out as dev: every rendering says so
+    # (world-new has a dev split of its own: its test set is whole)
+    note = "test = published set minus 10 % dev hold-out (seed 0): MME/MME, MathVista_MINI/MathVista_MINI"
+    assert (out / "leaderboard.md").read_text().startswith("> " + note + "\n")
+    assert note.replace("%", r"\%").replace("_", r"\_") in (out / "leaderboard.tex").read_text().split(r"\caption{")[1]
+    from kore_bench.report import leaderboard, reduced_test_note, to_rich
+
+    console = Console(width=200, record=True)
+    console.print(to_rich(leaderboard(out), "run"))
+    assert note in " ".join(console.export_text().split())  # the title (wrapped to the table's width)
+    assert reduced_test_note({"splits": {"evoke": {"evoke": {"dev": 0, "test": 9, "dev_source": "none"}}}}) is None
+
+
+@pytest.mark.parametrize("benchmark, group_of", [
+    ("MMBench_DEV_EN", lambda row: int(row["index"]) % 1_000_000),  # a circular group
+    ("MME", lambda row: row["image_path"]),  # an image's question pair (acc+)
+    ("HallusionBench", lambda row: "_".join([row["l2-category"], row["index"].split("_")[3]])),  # a set
+])
+def test_dev_hold_out_never_splits_a_scoring_group(lmudata: Path, benchmark: str, group_of) -> None:
+    from kore_bench.data import hold_out_dev
+
+    suite = load_suites()[benchmark].with_variables(path=str(lmudata))
+    samples = suite.task_samples(suite.tasks[0])
+    rows = {s.id: s.meta["vlmeval_row"] for s in samples}
+    for seed in range(5):
+        held = hold_out_dev(samples, 0.3, seed, benchmark)
+        dev = {s.id for s in held if s.meta.get("split") == "dev"}
+        assert 0 < len(dev) < len(samples) and abs(len(dev) - 0.3 * len(samples)) <= 0.15 * len(samples)
+        split_of: dict = {}
+        for s in held:
+            split_of.setdefault(group_of(rows[s.id]), set()).add(s.meta.get("split", "test"))
+        assert all(len(v) == 1 for v in split_of.values()), "a group is split across dev and test"
+        assert len({g for g, v in split_of.items() if v == {"dev"}}) >= 1
+    assert [s.id for s in hold_out_dev(samples, 0.3, 0, benchmark) if s.meta.get("split") == "dev"] == \
+        [s.id for s in hold_out_dev(samples, 0.3, 0, benchmark) if s.meta.get("split") == "dev"]  # seeded
 
 
 def test_score_command_prints_and_writes_vlmevalkit_metrics(tmp_path) -> None:

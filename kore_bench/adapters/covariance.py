@@ -136,8 +136,9 @@ def draw_calibration(pool: Sequence[Sample], n: int, seed: int) -> list[Sample]:
     if n < 1:
         raise KoreBenchError(f"calibration_samples must be at least 1, got {n}")
     if not pool:
-        raise KoreBenchError("the calibration set is empty: no old-knowledge samples to calibrate on "
-                             "(the retention suites define no training pool)")
+        from ..old_data import no_old_data
+
+        raise no_old_data("the calibration set is empty: no old-knowledge samples to calibrate on")
     return random.Random(seed).sample(list(pool), min(n, len(pool)))
 
 

@@ -11,7 +11,7 @@ import inspect
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,18 @@ class AugmentReport:
     notes: list[str] = field(default_factory=list)
     calls: int = 0  # model calls made (llm)
     cache_hits: int = 0
+    resolved: str | None = None  # the augmenter that ran, when ``augmenter`` chose it (auto)
+    why: str = ""  # why it was chosen
+
+    @property
+    def ran(self) -> str:
+        """The augmenter that produced the samples: ``text``, or ``text (auto: why)``."""
+        return f"{self.resolved} ({self.augmenter}: {self.why})" if self.resolved else self.augmenter
+
+    @property
+    def augmented(self) -> int:
+        """Samples the augmenter produced (everything but the passed-through originals)."""
+        return self.total - self.produced.get("original", 0)
 
     def count(self, kind: str, n: int = 1) -> None:
         self.produced[kind] = self.produced.get(kind, 0) + n
@@ -56,7 +68,7 @@ class AugmentReport:
 
     def __str__(self) -> str:
         kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(self.produced.items())) or "nothing"
-        text = f"augmenter {self.augmenter}: {self.inputs} inputs -> {self.total} samples ({kinds})"
+        text = f"augmenter {self.ran}: {self.inputs} inputs -> {self.total} samples ({kinds})"
         if self.calls or self.cache_hits:
             text += f"; {self.calls} model calls, {self.cache_hits} cache hits"
         if self.passed_through:
@@ -103,20 +115,36 @@ def augment_with_report(name: str, samples: list[Sample], world_dir: Path | str 
     report = AugmentReport(augmenter=name, inputs=len(samples))
     started = time.perf_counter()
     out = fn(list(samples), world, seed, report, **options)
-    progress_line(f"augmentation ({name}): {len(samples)} items → {len(out)} training samples "
-                  f"in {time.perf_counter() - started:.1f} s")
+    progress_line(f"augmentation ({report.resolved + ', auto' if report.resolved else name}): {len(samples)} items "
+                  f"→ {len(out)} training samples in {time.perf_counter() - started:.1f} s")
     if world is not None:
         leaks = world.leaks(out)
         if leaks:
             raise KoreBenchError(f"augmenter {name!r} produced {len(leaks)} samples with held-out "
                                  f"(dev/test) views or phrasings, e.g. " + "; ".join(leaks[:3]))
+    record = {"requested": name, "augmenter": report.resolved or name, "why": report.why, "summary": str(report)}
+    given = {id(s) for s in samples}  # passed-through inputs stay as given (same objects, no record)
+    out = [s if id(s) in given else replace(s, meta={**s.meta, "augmentation": record}) for s in out]
     return out, report
 
 
 def augment(name: str, samples: list[Sample], world_dir: Path | str | None, seed: int,
             **options: Any) -> list[Sample]:
-    """The augmented training set; the report is logged (WARNING when anything was rejected)."""
+    """The augmented training set; the report is logged (WARNING when anything was rejected).
+
+    Every produced sample carries ``meta["augmentation"]`` (which augmenter ran, why, its report), which
+    the trainer records in ``train_info``. When the augmenter augmented none of the samples, this
+    raises KoreBenchError instead of returning the data unaugmented (kore would silently be
+    kore-constraint).
+    """
     out, report = augment_with_report(name, samples, world_dir, seed, **options)
+    if samples and report.augmented == 0:
+        why = "; ".join(f"{item}: {reason}" for item, reason in (report.passed_through + report.rejected)[:3])
+        raise KoreBenchError(
+            f"augmenter {report.ran} augmented none of the {len(samples)} injection items"
+            + (f" ({why})" if why else "") + "; refusing to train on them unaugmented. Use an augmenter that can "
+            "(--set kore.augmenter=llm with a chat endpoint, or kore74k with KORE-74K; see `kore-bench ls "
+            "augmenters`), or kore-constraint for the constraint on the data as given")
     level = logging.WARNING if report.rejected or report.passed_through else logging.INFO
     log.log(level, "%s", report.details())
     return out

@@ -145,7 +145,7 @@ def diagnose(output: Path, *, world: str = "default", arch: str = "llava", model
              split: str = "all", samples: int = 256, calibration_samples: int | None = None, seed: int = 0,
              augmenter: str | None = None, include_paths: Sequence[Path] = (), dev_share: float = 0.1,
              dev_seed: int = 0, device: str | None = None, threshold: float = SEPARATES,
-             console: Console | None = None) -> Path:
+             console: Console | None = None, old_data: str | None = None) -> Path:
     """Run the diagnostic and write ``diagnose.csv`` and ``diagnose.json`` to ``output``."""
     from ..adapters.nullspace import check_rank, resolve_rank
     from ..cache import cache_root
@@ -159,7 +159,7 @@ def diagnose(output: Path, *, world: str = "default", arch: str = "llava", model
     kore = load_methods(include_paths).get("kore-constraint").Config()  # KORE's calibration defaults
     cfg = RunConfig(methods=[], output=Path(output), world=world, arch=arch, model=model, new=new,
                     retention=list(retention), include_paths=list(include_paths), dev_share=dev_share,
-                    dev_seed=dev_seed, device=device, reference=False)
+                    dev_seed=dev_seed, device=device, reference=False, old_data=old_data)
     prep = prepare(cfg, console)
     retention_suites = prep.suites[1:]
     if not retention_suites:

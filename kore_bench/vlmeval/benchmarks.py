@@ -30,7 +30,7 @@ import pandas as pd
 
 from ..data import IMAGE_TOKEN, ImageRef, ImageResolver, Sample
 from ..errors import DataError, UnknownNameError
-from .score import Scored, mme_normalised, score_multiple_choice, score_vqa_accuracy, score_yes_no
+from .score import Scored, is_circular, mme_normalised, score_multiple_choice, score_vqa_accuracy, score_yes_no
 
 KINDS = ("yes_no", "multiple_choice", "vqa_accuracy", "judge")
 MC_SUFFIX = "Please select the correct answer from the options above. \n"
@@ -183,6 +183,9 @@ def load_samples(root: str | Path, benchmark: str) -> list[Sample]:
         meta: dict[str, Any] = {"vlmeval_row": {k: v for k, v in row.items() if k != "image"}}
         if bench.reported_split and "split" in row and row["split"] != bench.reported_split:
             meta["split"] = "dev"
+        group = holdout_group(bench, row, image)
+        if group is not None:
+            meta["group"] = group
         options = options_of(row)
         answer = None if _isna(row.get("answer")) else str(row["answer"])
         samples.append(Sample(id=str(row["index"]), messages=[{"role": "user", "content": text}], image=image,
@@ -190,6 +193,28 @@ def load_samples(root: str | Path, benchmark: str) -> list[Sample]:
                               category=None if _isna(row.get("category")) else str(row["category"]),
                               source=where, meta=meta))
     return samples
+
+
+def holdout_group(bench: Benchmark, row: dict[str, Any], image: ImageRef | None) -> str | None:
+    """The questions VLMEvalKit scores together, which a dev hold-out must not split (``data.hold_out_dev``):
+    MMBench's circular group (``g_index``, else ``index`` modulo 1e6), MME's image (its two questions
+    make acc+), HallusionBench's set (``l2-category`` and set id: fAcc and qAcc group inside it)."""
+    if is_circular(bench.name):
+        if "g_index" in row and not _isna(row["g_index"]):
+            return f"g{int(row['g_index'])}"
+        try:
+            return f"g{int(float(row['index']) % 1e6)}"
+        except (TypeError, ValueError):
+            return None
+    if bench.name == "MME":
+        if row.get("image_path") is not None and not _isna(row.get("image_path")):
+            return f"image:{row['image_path']}"
+        return f"image:{image.key}" if image is not None else None
+    if bench.name == "HallusionBench":
+        parts = str(row["index"]).split("_")
+        if len(parts) >= 6:
+            return f"set:{row.get('l2-category', parts[1])}_{parts[3]}"
+    return None
 
 
 def _image(row: dict[str, Any], images: dict[str, str], roots: list[Path], where: str) -> ImageRef | None:
