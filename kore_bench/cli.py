@@ -37,6 +37,11 @@ IncludePathOpt = Annotated[list[Path], typer.Option(help="folder with extra meth
 DevShareOpt = Annotated[float, typer.Option(help="data without a dev split: seeded share held out as dev")]
 DeviceOpt = Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1 ... (default: cuda if available)")]
 ProgressOpt = Annotated[bool, typer.Option(help="show progress bars")]
+JudgeOpt = Annotated[Optional[str], typer.Option(
+    help="LLM judge for the VLMEvalKit benchmarks scored by one (MathVista, MathVision, MIA-Bench) and "
+         "VLMEvalKit's judge fallback for multiple choice and yes/no: URL,MODEL (an OpenAI-compatible "
+         "endpoint; key from $KORE_BENCH_JUDGE_API_KEY or $OPENAI_API_KEY) or hf:PATH (a local "
+         "transformers model). Without it those benchmarks are reported as not scored")]
 
 
 def parse_seeds(value: str) -> list[int]:
@@ -87,6 +92,7 @@ def run(
     dev_seed: int = typer.Option(0, help="seed of that hold-out"),
     tuned: Optional[str] = typer.Option(None, help="a `kore-bench tune` directory (or 'default'): use its winning "
                                                    "settings; --set still wins"),
+    judge: JudgeOpt = None,
 ) -> None:
     """Train every method from the same base, evaluate all uniformly, write the leaderboard."""
     from .runner import RunConfig
@@ -99,6 +105,7 @@ def run(
         new=new, retention=_csv(retention), limit=limit, batch_size=batch_size,
         include_paths=list(include_path), method_args=_parse_sets(set_), device=device, progress=progress,
         split=split, dev_share=dev_share, dev_seed=dev_seed, tuned=_tuned_dir(tuned, world, arch, model),
+        judge=judge,
     )
     path = run_benchmark(cfg, console)
     out.print(f"results: {path}")
@@ -482,11 +489,15 @@ def score(
     benchmark: str = typer.Argument(..., help="VLMEvalKit benchmark name, e.g. MME, MMBench_DEV_EN, POPE"),
     predictions: Path = typer.Argument(..., help="prediction file: the benchmark TSV plus a 'prediction' column"),
     output: Optional[Path] = typer.Option(None, help="also write the metrics to this JSON file"),
+    judge: JudgeOpt = None,
+    data: Optional[Path] = typer.Option(None, help="the LMUData folder holding the benchmark TSV: the images "
+                                                   "MIA-Bench's judge sees, when the prediction file has none"),
 ) -> None:
-    """Re-score stored predictions exactly as VLMEvalKit's exact-matching path does."""
+    """Re-score stored predictions as VLMEvalKit does: exact matching, or with --judge its LLM judge."""
+    from .vlmeval import parse_judge
     from .vlmeval.task import score_file
 
-    for t in score_file(benchmark, predictions, output)[1]:
+    for t in score_file(benchmark, predictions, output, parse_judge(judge) if judge else None, data)[1]:
         out.print(t)
 
 

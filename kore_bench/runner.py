@@ -49,6 +49,7 @@ class RunConfig:
     method_args: dict[str, dict[str, Any]] = field(default_factory=dict)
     device: str | None = None
     progress: bool = True
+    judge: str | None = None  # LLM judge for VLMEvalKit's judged scoring: "URL,MODEL" or "hf:PATH"
 
 
 @dataclass
@@ -66,6 +67,7 @@ class Prepared:
     base_weights: str = ""  # hash of the base model's files (unit_key.weights_hash)
     train_data: str = ""  # content hash of new_train + old_pool
     eval_data: dict[str, str] = field(default_factory=dict)  # suite → content hash of what it scores
+    judge: Any = None  # the LLM judge (kore_bench.vlmeval.Judge) when --judge is given
 
 
 SPLITS = ("dev", "test")
@@ -103,6 +105,16 @@ def prepare(cfg: RunConfig, console: Console) -> Prepared:
     old_pool = [s for suite in suites[1:] for s in suite.train_samples()]
     validate.samples_readable(new_train + old_pool, "training data")
     eval_data = {s.name: _evaluation_data(s, cfg) for s in suites}  # read and checked before the base is built
+    judge = None
+    if cfg.judge:
+        from .vlmeval import parse_judge
+
+        judge = parse_judge(cfg.judge)
+        if any(_judged(s) for s in suites):
+            judge.check()  # an endpoint that cannot answer fails now, not after training
+        else:
+            console.print(f"[yellow]warning:[/] --judge {cfg.judge}: no suite of this run uses a judge "
+                          "(only VLMEvalKit benchmarks do)")
     splits = {s.name: s.split_summary() for s in suites}
     base = external_base(cfg.model) if cfg.model else build_base(cfg.world, cfg.arch, console=console)
     if tuned is not None and tuned["base_fingerprints"] - {base.fingerprint}:
@@ -113,7 +125,14 @@ def prepare(cfg: RunConfig, console: Console) -> Prepared:
         tuned["base_fingerprints"] = sorted(tuned["base_fingerprints"])
     return Prepared(methods, suites, base, new_train, old_pool, world_dir, splits, tuned,
                     base_weights=unit_key.weights_hash(base.path), train_data=unit_key.samples_hash(new_train + old_pool),
-                    eval_data=eval_data)
+                    eval_data=eval_data, judge=judge)
+
+
+def _judged(suite: Suite) -> bool:
+    """Whether the judge can change the suite's scores (its VLMEvalKit tasks)."""
+    from . import vlmeval
+
+    return any(vlmeval.is_vlmeval(suite.source(t)) for t in suite.tasks)
 
 
 def _evaluation_data(suite: Suite, cfg: RunConfig) -> str:
@@ -186,8 +205,14 @@ def _run_method(cfg: RunConfig, prep: Prepared, run_dir: RunDir, name: str, meth
     train_key = unit_key.unit_key(name, method, prep.base_weights, prep.train_data, seed)
     units = {Unit(name, seed, s.name): s for s in prep.suites}
     settings = {"split": cfg.split, "limit": cfg.limit, "batch_size": cfg.batch_size}
+
+    def suite_settings(suite: Suite) -> dict[str, Any]:  # the judge only where it scores, so adding one
+        if prep.judge is None or not _judged(suite):     # re-scores the VLMEvalKit suites alone
+            return settings
+        return {**settings, "judge": prep.judge.identity}
+
     keys = {u: unit_key.unit_key(name, method, prep.base_weights, prep.train_data, seed, s, prep.eval_data[s.name],
-                                 settings) for u, s in units.items()}
+                                 suite_settings(s)) for u, s in units.items()}
     todo = []
     for u in units:
         stored, problem = run_dir.stored_result(u)
@@ -241,17 +266,18 @@ def _run_method(cfg: RunConfig, prep: Prepared, run_dir: RunDir, name: str, meth
         integrity.fault_point("after-artifact-seal")
         atomic_write_json(stamp, integrity.seal_record({"fingerprint": train_key.value, "key": train_key.parts,
                                                         "train_info": train_info}))
-    _evaluate_units(cfg, run_dir, todo, units, keys, trained, method, train_info, console)
+    _evaluate_units(cfg, run_dir, todo, units, keys, trained, method, train_info, console, prep.judge)
     run_dir.set_status(f"{name}/seed{seed}", "done")
 
 
 def _evaluate_units(cfg, run_dir, todo, units, unit_fp, trained: TrainedModel, method: Method,
-                    train_info, console: Console) -> None:
+                    train_info, console: Console, judge=None) -> None:
     for unit in todo:
         suite = units[unit]
         run_dir.set_status(unit.key, "evaluating")
         started = time.perf_counter()
-        tasks, records = evaluate_suite(trained.model, trained.processor, suite, cfg.limit, cfg.split, cfg.batch_size)
+        tasks, records = evaluate_suite(trained.model, trained.processor, suite, cfg.limit, cfg.split, cfg.batch_size,
+                                        judge)
         result = {
             "unit": {"method": unit.method, "seed": unit.seed, "suite": unit.suite},
             "fingerprint": unit_fp[unit].value, "key": unit_fp[unit].parts, "role": suite.role, "split": cfg.split, "tasks": tasks,

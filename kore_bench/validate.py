@@ -127,6 +127,10 @@ def run_settings(cfg) -> None:
         raise KoreBenchError(f"--dev-share {cfg.dev_share}: must be in [0, 1)")
     device(cfg.device)
     output_dir(Path(cfg.output))
+    if getattr(cfg, "judge", None):
+        from .vlmeval import parse_judge
+
+        parse_judge(cfg.judge)  # its form; whether it answers is checked once the suites are known
     if cfg.model:
         model(cfg.model)
 
