@@ -41,6 +41,11 @@ OldDataOpt = Annotated[Optional[str], typer.Option(
                        "(conversations JSON/JSONL, or a JSONL/TSV of questions with answers) or a suite NAME[:/path]; "
                        "default: the retention suites' training pools, else their own dev items (never test items)")]
 DeviceOpt = Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1 ... (default: cuda if available)")]
+JudgeOpt = Annotated[Optional[str], typer.Option(
+    help="LLM judge for the VLMEvalKit benchmarks scored by one (MathVista, MathVision, MIA-Bench) and "
+         "VLMEvalKit's judge fallback for multiple choice and yes/no: URL,MODEL (an OpenAI-compatible "
+         "endpoint; key from $KORE_BENCH_JUDGE_API_KEY or $OPENAI_API_KEY) or hf:PATH (a local "
+         "transformers model). Without it those benchmarks are reported as not scored")]
 
 # The run options of run, tune and frontier (RunConfig fields), declared once and added to each
 # command's signature by @with_run_options: name → (annotation, default).
@@ -61,6 +66,7 @@ RUN_OPTIONS: dict[str, tuple[Any, Any]] = {
     "device": (DeviceOpt, None),
     "progress": (Annotated[bool, typer.Option(help="show progress bars")], True),
     "old_data": (OldDataOpt, None),
+    "judge": (JudgeOpt, None),
 }
 
 
@@ -80,7 +86,7 @@ def with_run_options(command: Callable) -> Callable:
             world=opts["world"], arch=opts["arch"], model=opts["model"], seeds=parse_seeds(opts["seeds"]),
             new=opts["new"], retention=_csv(opts["retention"]), limit=opts["limit"], batch_size=opts["batch_size"],
             include_paths=list(opts["include_path"]), method_args=_parse_sets(opts["set_"]), device=opts["device"],
-            progress=opts["progress"], old_data=opts["old_data"])
+            progress=opts["progress"], old_data=opts["old_data"], judge=opts["judge"])
         return command(**kwargs, run_options=run_options)
 
     wrapper.__signature__ = inspect.Signature([*own, *shared])
@@ -512,11 +518,15 @@ def score(
     benchmark: str = typer.Argument(..., help="VLMEvalKit benchmark name, e.g. MME, MMBench_DEV_EN, POPE"),
     predictions: Path = typer.Argument(..., help="prediction file: the benchmark TSV plus a 'prediction' column"),
     output: Optional[Path] = typer.Option(None, help="also write the metrics to this JSON file"),
+    judge: JudgeOpt = None,
+    data: Optional[Path] = typer.Option(None, help="the LMUData folder holding the benchmark TSV: the images "
+                                                   "MIA-Bench's judge sees, when the prediction file has none"),
 ) -> None:
-    """Re-score stored predictions exactly as VLMEvalKit's exact-matching path does."""
+    """Re-score stored predictions as VLMEvalKit does: exact matching, or with --judge its LLM judge."""
+    from .vlmeval import parse_judge
     from .vlmeval.task import score_file
 
-    for t in score_file(benchmark, predictions, output)[1]:
+    for t in score_file(benchmark, predictions, output, parse_judge(judge) if judge else None, data)[1]:
         out.print(t)
 
 

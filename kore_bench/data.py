@@ -36,21 +36,27 @@ class ImageRef:
     member: str | None = None  # member name inside the zip archive at ``path``
     data: bytes | None = None
 
-    def load(self) -> Image.Image:
-        """The image as RGB; a missing file raises DataError naming the path."""
+    def read_bytes(self) -> bytes:
+        """The encoded image as stored; a missing file raises DataError naming the path."""
+        if self.data is not None:
+            return self.data
         try:
-            if self.data is not None:
-                raw = self.data
-            elif self.member is not None:
+            if self.member is not None:
                 with zipfile.ZipFile(self.path) as zf:
-                    raw = zf.read(self.member)
-            else:
-                raw = Path(self.path).read_bytes()
-            with Image.open(io.BytesIO(raw)) as im:
-                return im.convert("RGB")
+                    return zf.read(self.member)
+            return Path(self.path).read_bytes()
         except (FileNotFoundError, KeyError) as e:
             where = f"{self.path}::{self.member}" if self.member else str(self.path)
             raise DataError(f"missing image: {where}") from e
+        except OSError as e:
+            raise DataError(f"unreadable image {self.key}: {e}") from e
+
+    def load(self) -> Image.Image:
+        """The image as RGB; a missing file raises DataError naming the path."""
+        raw = self.read_bytes()
+        try:
+            with Image.open(io.BytesIO(raw)) as im:
+                return im.convert("RGB")
         except OSError as e:
             raise DataError(f"unreadable image {self.key}: {e}") from e
 

@@ -52,6 +52,7 @@ class RunConfig:
     device: str | None = None
     progress: bool = True
     shard: tuple[int, int] | None = None  # (i, n): the i-th of n shares of the run's units (``--shard i/n``)
+    judge: str | None = None  # LLM judge for VLMEvalKit's judged scoring: "URL,MODEL" or "hf:PATH"
 
 
 @dataclass
@@ -71,6 +72,7 @@ class Prepared:
     base_weights: str = ""  # hash of the base model's files (unit_key.weights_hash)
     train_data: str = ""  # content hash of new_train + old_pool
     eval_data: dict[str, str] = field(default_factory=dict)  # suite → content hash of what it scores
+    judge: Any = None  # the LLM judge (kore_bench.vlmeval.Judge) when --judge is given
 
 
 SPLITS = ("dev", "test")
@@ -121,6 +123,16 @@ def prepare(cfg: RunConfig, console: Console) -> Prepared:
         old_pool, old_source = old_data.default_pool(suites[1:])
     validate.samples_readable(new_train + old_pool, "training data")
     eval_data = {s.name: _evaluation_data(s, cfg) for s in suites}  # read and checked before the base is built
+    judge = None
+    if cfg.judge:
+        from .vlmeval import parse_judge
+
+        judge = parse_judge(cfg.judge)
+        if any(_judged(s) for s in suites):
+            judge.check()  # an endpoint that cannot answer fails now, not after training
+        else:
+            console.print(f"[yellow]warning:[/] --judge {cfg.judge}: no suite of this run uses a judge "
+                          "(only VLMEvalKit benchmarks do)")
     splits = {s.name: s.split_summary() for s in suites}
     with distributed.main_first():  # under a launcher the main rank builds the base, the others then load it
         base = external_base(cfg.model) if cfg.model else build_base(cfg.world, cfg.arch, console=console)
@@ -133,7 +145,14 @@ def prepare(cfg: RunConfig, console: Console) -> Prepared:
     return Prepared(methods, suites, base, new_train, old_pool, world_dir, resolve_device(cfg.device), splits, tuned,
                     old_source,
                     base_weights=unit_key.weights_hash(base.path), train_data=unit_key.samples_hash(new_train + old_pool),
-                    eval_data=eval_data)
+                    eval_data=eval_data, judge=judge)
+
+
+def _judged(suite: Suite) -> bool:
+    """Whether the judge can change the suite's scores (its VLMEvalKit tasks)."""
+    from . import vlmeval
+
+    return any(vlmeval.is_vlmeval(suite.source(t)) for t in suite.tasks)
 
 
 def resolve_device(device: str | None) -> str:
@@ -264,8 +283,15 @@ def _finished(run_dir: RunDir, unit: Unit, key) -> bool:
 
 def _unit_keys(cfg: RunConfig, prep: Prepared, name: str, method: Method, seed: int) -> dict:
     settings = {"split": cfg.split, "limit": cfg.limit, "batch_size": cfg.batch_size, "device": prep.device}
+
+    def suite_settings(suite: Suite) -> dict[str, Any]:  # the judge only where it scores, so adding one
+        if prep.judge is None or not _judged(suite):     # re-scores the VLMEvalKit suites alone
+            return settings
+        return {**settings, "judge": prep.judge.identity}
+
     return {Unit(name, seed, s.name): unit_key.unit_key(name, method, prep.base_weights, prep.train_data, seed, s,
-                                                        prep.eval_data[s.name], settings) for s in prep.suites}
+                                                        prep.eval_data[s.name], suite_settings(s))
+            for s in prep.suites}
 
 
 def _run_method(cfg: RunConfig, prep: Prepared, run_dir: RunDir, name: str, method: Method,
@@ -304,7 +330,7 @@ def _run_method(cfg: RunConfig, prep: Prepared, run_dir: RunDir, name: str, meth
                 atomic_write_json(artifact / "fingerprint.json", integrity.seal_record(
                     {"fingerprint": train_key.value, "key": train_key.parts, "train_info": train_info}))
         _evaluate_units(cfg, run_dir, [u for u in units if u.key in todo], units, keys, trained, method,
-                        train_info, console)
+                        train_info, console, prep.judge)
         if distributed.is_main():
             run_dir.set_status(f"{name}/seed{seed}", "done")
 
@@ -352,14 +378,16 @@ def _plan_method(run_dir: RunDir, name: str, seed: int, keys: dict, train_key, c
 
 
 def _evaluate_units(cfg, run_dir, todo, units, unit_fp, trained: TrainedModel, method: Method,
-                    train_info, console: Console) -> None:
+                    train_info, console: Console, judge=None) -> None:
     main = distributed.is_main()
     for unit in todo:
         suite = units[unit]
         if main:
             run_dir.set_status(unit.key, "evaluating")
         started = time.perf_counter()
-        tasks, records = evaluate_suite(trained.model, trained.processor, suite, cfg.limit, cfg.split, cfg.batch_size)
+        # the judge scores on the main rank only (the others' scores are not written)
+        tasks, records = evaluate_suite(trained.model, trained.processor, suite, cfg.limit, cfg.split, cfg.batch_size,
+                                        judge if main else None)
         if not main:
             continue
         result = {

@@ -8,7 +8,8 @@ config (and, for an ``auto`` augmenter, the environment it chooses by), the base
 data or the cache changes nothing) and the seed. An *evaluation* unit (method, seed, suite) adds the
 code that scores (the evaluator, the metrics, the encoding, the lm-eval bridge), the suite's task
 definitions, the content of the samples it scores and the settings that can change a score (split,
-``--limit``, batch size). Keys keep their parts, so a rerun says what changed.
+``--limit``, batch size; the LLM judge's identity for suites it scores). Keys keep their parts, so a
+rerun says what changed.
 """
 from __future__ import annotations
 
@@ -32,9 +33,10 @@ if TYPE_CHECKING:
     from .suites import Suite
 
 TRAINING_CODE = ("kore_bench.train", "kore_bench.encoding", "kore_bench.models", "kore_bench.augment",
-                 "kore_bench.method", "kore_bench.adapters")
-# the evaluate package holds the generation, the backends, the metrics and the lm-eval bridge
-EVALUATION_CODE = ("kore_bench.evaluate", "kore_bench.vlmeval", "kore_bench.encoding")
+                 "kore_bench.llm_client", "kore_bench.method", "kore_bench.adapters")
+# the evaluate package holds the generation, the backends, the metrics and the lm-eval bridge; the
+# chat client carries the LLM judge's calls
+EVALUATION_CODE = ("kore_bench.evaluate", "kore_bench.vlmeval", "kore_bench.encoding", "kore_bench.llm_client")
 WEIGHT_HASHES = "weight-hashes.json"  # in the cache root: path → (size, mtime, sha256) per file
 
 

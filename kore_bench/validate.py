@@ -130,6 +130,10 @@ def run_settings(cfg) -> None:
     if cfg.shard is not None:
         parse_shard("/".join(map(str, cfg.shard)))
     output_dir(Path(cfg.output))
+    if getattr(cfg, "judge", None):
+        from .vlmeval import parse_judge
+
+        parse_judge(cfg.judge)  # its form; whether it answers is checked once the suites are known
     if cfg.model:
         model(cfg.model)
 

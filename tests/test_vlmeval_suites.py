@@ -19,7 +19,7 @@ from rich.console import Console
 from kore_bench.runner import RunConfig, evaluate_suite, run
 from kore_bench.suites import load_suites
 from kore_bench.vlmeval import BENCHMARKS, headline, score_table
-from kore_bench.vlmeval.benchmarks import predictions_table
+from kore_bench.vlmeval.benchmarks import NOT_SCORED, predictions_table
 
 FIXTURES = Path(__file__).parent / "fixtures" / "vlmeval"
 EXPECTED = json.loads((FIXTURES / "expected.json").read_text())
@@ -49,8 +49,8 @@ def lmudata(tmp_path_factory) -> Path:
         (root / "images" / "MME" / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / "images" / "MME" / rel).write_bytes(base64.b64decode(_png(i)))
     mme.to_csv(root / "MME.tsv", sep="\t", index=False)
-    pd.DataFrame({"index": [1, 2], "question": ["What is 2+2?", "What is 3+3?"], "answer": ["4", "6"],
-                  "image": [_png(1), _png(2)]}).to_csv(root / "MathVista_MINI.tsv", sep="\t", index=False)
+    mathvista = pd.read_csv(FIXTURES / "MathVista_MINI.tsv", sep="\t").drop(columns=["prediction"]).head(3)
+    mathvista.to_csv(root / "MathVista_MINI.tsv", sep="\t", index=False)  # a judged benchmark, with images
     return root
 
 
@@ -107,9 +107,11 @@ def test_a_suite_is_scored_over_the_whole_task(lmudata: Path, micro_base) -> Non
     mme = pd.DataFrame([{"index": int(r["id"]), "prediction": r["prediction"]} for r in records if r["task"] == "MME"])
     table = pd.read_csv(lmudata / "MME.tsv", sep="\t").merge(mme, on="index")
     assert tasks["MME"]["vlmeval"] == score_table("MME", table).table  # VLMEvalKit's table in the result
-    assert math.isnan(tasks["MathVista_MINI"]["metrics"]["score"])
-    assert "LLM judge" in tasks["MathVista_MINI"]["not_scored"]
-    assert not [r for r in records if r["task"] == "MathVista_MINI"]
+    assert math.isnan(tasks["MathVista_MINI"]["metrics"]["score"])  # no judge: not scored, never a lower number
+    assert tasks["MathVista_MINI"]["not_scored"] == NOT_SCORED.format(name="MathVista_MINI")
+    judged = [r for r in records if r["task"] == "MathVista_MINI"]  # but generated, to re-score later
+    assert len(judged) == 3 and all(isinstance(r["prediction"], str) and r["scores"] == {} for r in judged)
+    assert "judge" not in tasks["MME"]  # exact matching, as without --judge always
 
 
 def test_run_leaves_kr_unscored_when_a_category_is_not_scored(lmudata: Path, micro_base, tmp_path) -> None:
@@ -154,6 +156,42 @@ def test_dev_hold_out_never_splits_a_scoring_group(lmudata: Path, benchmark: str
         assert len({g for g, v in split_of.items() if v == {"dev"}}) >= 1
     assert [s.id for s in hold_out_dev(samples, 0.3, 0, benchmark) if s.meta.get("split") == "dev"] == \
         [s.id for s in hold_out_dev(samples, 0.3, 0, benchmark) if s.meta.get("split") == "dev"]  # seeded
+
+
+def test_run_with_a_judge_scores_judged_benchmarks_and_keys_the_judge(lmudata: Path, micro_base, tmp_path) -> None:
+    """``run --judge URL,MODEL`` against a local fake endpoint: MathVista scored, the judge in the task
+    entry and in the evaluation key's settings; the same judge reuses the unit, another re-scores it
+    (only the suites a judge scores)."""
+    from judge_helpers import FakeJudge
+
+    from kore_bench.store import RunDir
+
+    server = FakeJudge()
+    cfg = dict(methods=["lora"], output=tmp_path / "run", world="micro", seeds=[0], progress=False,
+               retention=[f"MathVista_MINI:{lmudata}"], limit=3, method_args={"lora": {"steps": 2}})
+    try:
+        out = run(RunConfig(**cfg, judge=f"{server.url},judge-a"))
+        result = json.loads((out / "lora" / "seed0" / "MathVista_MINI" / "result.json").read_text())
+        task = result["tasks"]["MathVista_MINI"]
+        assert task["judge"] == {"endpoint": server.url, "model": "judge-a"} and "not_scored" not in task
+        assert 0 <= task["metrics"]["score"] <= 100 and task["vlmeval"][0]["Task&Skill"] == "Overall"
+        new_suite = json.loads((out / "lora" / "seed0" / "world-new" / "result.json").read_text())
+        assert new_suite["key"]["settings"] != result["key"]["settings"]  # the judge only where it scores
+        asked = len(server.requests)
+        assert asked >= 1 and server.requests[0]["prompt"] == "Hello!"  # checked before training
+
+        run(RunConfig(**cfg, judge=f"{server.url},judge-a"))
+        assert json.loads((out / "lora" / "seed0" / "MathVista_MINI" / "result.json").read_text()) == result
+        assert [r["prompt"] for r in server.requests[asked:]] == ["Hello!"]  # only the check: unit reused
+        asked = len(server.requests)
+        run(RunConfig(**cfg, judge=f"{server.url},judge-b"))
+        rescored = json.loads((out / "lora" / "seed0" / "MathVista_MINI" / "result.json").read_text())
+        assert rescored["tasks"]["MathVista_MINI"]["judge"]["model"] == "judge-b"
+        assert rescored["key"]["settings"] != result["key"]["settings"]
+        assert {r["model"] for r in server.requests[asked:]} == {"judge-b"}
+        assert RunDir(out).manifest()["config"]["judge"] == f"{server.url},judge-b"
+    finally:
+        server.close()
 
 
 def test_score_command_prints_and_writes_vlmevalkit_metrics(tmp_path) -> None:

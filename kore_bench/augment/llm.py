@@ -1,7 +1,8 @@
 """The ``llm`` augmenter: dialogue rounds written by a language model, validated and cached.
 
-The model is any OpenAI-compatible chat endpoint (``base_url``, ``model``, ``api_key``; plain
-``urllib``) or a local ``transformers`` causal LM (``model_path``). It gets a prompt file from
+The model is any OpenAI-compatible chat endpoint (``base_url``, ``model``, ``api_key``) or a local
+``transformers`` causal LM (``model_path``), both from :mod:`kore_bench.llm_client` (shared with
+the LLM judge). It gets a prompt file from
 ``prompts/`` filled with the item's knowledge text and must reply with a JSON list of
 ``{"question", "answer"}`` rounds. Replies are cached on disk by (prompt file hash, model,
 generation settings, item), so a rerun makes no calls; validation runs on every read, so a changed
@@ -14,16 +15,13 @@ import json
 import os
 import re
 import string
-import tempfile
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from ..cache import cache_root
 from ..data import IMAGE_TOKEN, Sample
 from ..errors import KoreBenchError, UnknownNameError
+from ..llm_client import ChatModel, LocalCausalLM, OpenAIChat, ReplyCache
 from ..progress import track
 from .core import AUGMENTERS, AugmentReport
 from .template import branches, rng_for, trunk
@@ -46,114 +44,6 @@ def load_prompt(name: str) -> tuple[str, str]:
     if "$knowledge" not in text:
         raise KoreBenchError(f"prompt {path} does not use $knowledge")
     return text, hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-class Backend(Protocol):
-    model_id: str
-
-    def complete(self, prompt: str, seed: int) -> str: ...
-
-
-class OpenAIChat:
-    """POST ``{base_url}/chat/completions`` with one user message; the reply's message content."""
-
-    def __init__(self, base_url: str, model: str, api_key: str | None, *, temperature: float,
-                 max_tokens: int, timeout: float, retries: int):
-        self.url = base_url.rstrip("/") + "/chat/completions"
-        self.model_id, self.api_key = model, api_key
-        self.temperature, self.max_tokens, self.timeout, self.retries = temperature, max_tokens, timeout, retries
-
-    def complete(self, prompt: str, seed: int) -> str:
-        body = {"model": self.model_id, "messages": [{"role": "user", "content": prompt}],
-                "temperature": self.temperature, "max_tokens": self.max_tokens, "seed": seed}
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        request = urllib.request.Request(self.url, json.dumps(body).encode(), headers, method="POST")
-        for attempt in range(self.retries + 1):
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    payload = json.loads(response.read().decode("utf-8"))
-                break
-            except urllib.error.HTTPError as e:
-                if e.code in (408, 429, 500, 502, 503, 504) and attempt < self.retries:
-                    time.sleep(2 ** attempt)
-                    continue
-                detail = e.read().decode("utf-8", "replace")[:300]
-                raise KoreBenchError(f"{self.url}: HTTP {e.code} {e.reason}: {detail}") from e
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
-                if attempt < self.retries:
-                    time.sleep(2 ** attempt)
-                    continue
-                raise KoreBenchError(f"cannot reach the chat endpoint {self.url}: {e}") from e
-            except json.JSONDecodeError as e:
-                raise KoreBenchError(f"{self.url}: the endpoint did not answer JSON ({e})") from e
-        try:
-            content = payload["choices"][0]["message"]["content"]
-        except (KeyError, IndexError, TypeError) as e:
-            raise KoreBenchError(f"{self.url}: not a chat completion (no choices[0].message.content): "
-                                 f"{str(payload)[:300]}") from e
-        return content if isinstance(content, str) else json.dumps(content)
-
-
-class LocalCausalLM:
-    """A local ``transformers`` text model, loaded on the first call (a full cache loads nothing)."""
-
-    def __init__(self, path: str, *, temperature: float, max_tokens: int):
-        self.path = str(Path(path).expanduser().resolve()) if Path(path).expanduser().exists() else path
-        self.model_id = f"local:{self.path}"
-        self.temperature, self.max_tokens = temperature, max_tokens
-        self._model: Any = None
-
-    def complete(self, prompt: str, seed: int) -> str:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        if self._model is None:
-            self._tok = AutoTokenizer.from_pretrained(self.path)
-            self._model = AutoModelForCausalLM.from_pretrained(self.path).eval()
-        tok = self._tok
-        if tok.chat_template:
-            ids = tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                          return_dict=True, return_tensors="pt")["input_ids"]
-        else:
-            ids = tok(prompt, return_tensors="pt")["input_ids"]
-        torch.manual_seed(seed)
-        sampling = {"do_sample": False}
-        if self.temperature > 0:
-            sampling = {"do_sample": True, "temperature": self.temperature}
-        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-        with torch.no_grad():
-            out = self._model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=self.max_tokens,
-                                       pad_token_id=pad, **sampling)
-        return tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
-
-
-class ReplyCache:
-    """One JSON file per key under ``root``; written atomically."""
-
-    def __init__(self, root: Path):
-        self.root = root
-
-    def _path(self, key: str) -> Path:
-        return self.root / key[:2] / f"{key}.json"
-
-    def get(self, key: str) -> str | None:
-        path = self._path(key)
-        if not path.is_file():
-            return None
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))["reply"]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            return None  # a damaged entry is asked again and overwritten
-
-    def put(self, key: str, reply: str, about: dict[str, Any]) -> None:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump({**about, "reply": reply}, fh, ensure_ascii=False, indent=1)
-        os.replace(tmp, path)
 
 
 # ---- validation -------------------------------------------------------------------------------
@@ -249,15 +139,14 @@ def llm(samples: list[Sample], world: WorldFacts | None, seed: int, report: Augm
     """
     text, prompt_sha = load_prompt(prompt)
     if model_path:
-        backend: Backend = LocalCausalLM(model_path, temperature=temperature, max_tokens=max_tokens)
+        backend: ChatModel = LocalCausalLM(model_path)
     else:
         url, name = _setting(base_url, "base_url"), _setting(model, "model")
         if not url or not name:
             raise KoreBenchError("augmenter 'llm' needs a model: options base_url and model (or "
                                  "$KORE_BENCH_LLM_BASE_URL / $OPENAI_BASE_URL and $KORE_BENCH_LLM_MODEL), "
                                  "or model_path for a local transformers model")
-        backend = OpenAIChat(url, name, _setting(api_key, "api_key"), temperature=temperature,
-                             max_tokens=max_tokens, timeout=timeout, retries=retries)
+        backend = OpenAIChat(url, name, _setting(api_key, "api_key"), timeout=timeout, retries=retries)
     cache = ReplyCache(Path(cache_dir) if cache_dir else cache_root() / "augment" / "llm")
     settings = {"temperature": temperature, "max_tokens": max_tokens, **({"seed": seed} if temperature > 0 else {})}
     out = []
@@ -280,7 +169,8 @@ def llm(samples: list[Sample], world: WorldFacts | None, seed: int, report: Augm
                              .encode("utf-8")).hexdigest()
         reply = cache.get(key)
         if reply is None:
-            reply = backend.complete(string.Template(text).safe_substitute(item), seed)
+            reply = backend.complete(string.Template(text).safe_substitute(item), temperature=temperature,
+                                     max_tokens=max_tokens, seed=seed)
             cache.put(key, reply, {"model": backend.model_id, "prompt_sha256": prompt_sha, "item": s.id})
             report.calls += 1
         else:

@@ -130,9 +130,9 @@ def _lm_eval(model, processor, suite: "Suite", task: "TaskSpec", samples: Sequen
 
 @BACKENDS.register(vlmeval.LOADER)
 def _vlmeval(model, processor, suite: "Suite", task: "TaskSpec", samples: Sequence[Sample],
-             batch_size: int) -> TaskResult:
+             batch_size: int, judge: "vlmeval.Judge | None" = None) -> TaskResult:
     means, higher, records, extra = vlmeval.evaluate(model, processor, suite.source(task), task.name, samples,
-                                                     task.metrics, task.generation, batch_size)
+                                                     task.metrics, task.generation, batch_size, judge)
     return TaskResult(means, higher, records, extra)
 
 
@@ -145,9 +145,10 @@ def task_chance(output_type: str, samples: Sequence[Sample]) -> float | None:
         return None
 
 
-def evaluate_suite(model, processor, suite: "Suite", limit: int | None, split: str,
-                   batch_size: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Scores of one suite (per task) and the per-sample records, each task by its backend."""
+def evaluate_suite(model, processor, suite: "Suite", limit: int | None, split: str, batch_size: int,
+                   judge: "vlmeval.Judge | None" = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Scores of one suite (per task) and the per-sample records, each task by its backend; the LLM
+    judge (``--judge``) goes to the VLMEvalKit tasks, the only ones that use it."""
     tasks: dict[str, Any] = {}
     records: list[dict[str, Any]] = []
     for task in suite.tasks:
@@ -155,7 +156,8 @@ def evaluate_suite(model, processor, suite: "Suite", limit: int | None, split: s
         if not samples:
             raise KoreBenchError(f"suite {suite.name!r}, task {task.name!r}: no {split} samples")
         started = time.perf_counter()
-        result = BACKENDS.get(task.output_type)(model, processor, suite, task, samples, batch_size)
+        options = {"judge": judge} if task.output_type == vlmeval.LOADER and judge is not None else {}
+        result = BACKENDS.get(task.output_type)(model, processor, suite, task, samples, batch_size, **options)
         tasks[task.name] = {
             "category": task.category,
             "primary_metric": task.primary_metric,

@@ -14,7 +14,9 @@ are kore-bench's dev split.
 Headlines (percent, what K.R averages): MME ``MME_norm`` = (perception + cognition) / 2800 × 100;
 MMBench circular ``Overall``; POPE overall F1; HallusionBench the mean of aAcc, fAcc, qAcc (as the
 OpenCompass leaderboard); the others VLMEvalKit's ``Overall`` accuracy. The LLM-judged benchmarks
-(MathVista, MathVision, MIA-Bench, MMDU) are "not scored" here (NaN, never a lower number).
+(:mod:`.judge`) report ``score``: MathVista's and MathVision's Overall accuracy, MIA-Bench's
+``total_score`` ×100; without a judge they are "not scored" (NaN, never a lower number), and MMDU
+always is (its multi-turn, interleaved-image dialogues are beyond a kore-bench Sample).
 """
 from __future__ import annotations
 
@@ -30,12 +32,14 @@ import pandas as pd
 
 from ..data import IMAGE_TOKEN, ImageRef, ImageResolver, Sample
 from ..errors import DataError, UnknownNameError
+from .judge import JUDGED, Judge, NotScored
 from .score import Scored, is_circular, mme_normalised, score_multiple_choice, score_vqa_accuracy, score_yes_no
 
 KINDS = ("yes_no", "multiple_choice", "vqa_accuracy", "judge")
 MC_SUFFIX = "Please select the correct answer from the options above. \n"
 VQA_SUFFIX = "\nAnswer the question using a single word or phrase."
-NOT_SCORED = "not scored: VLMEvalKit scores {name} with an LLM judge, and no judge is configured"
+NOT_SCORED = "not scored: VLMEvalKit scores {name} with an LLM judge, and no judge is configured (--judge)"
+MMDU_NOT_SCORED = "not scored: MMDU needs multi-turn interleaved-image inference that Sample does not support"
 
 
 @dataclass(frozen=True)
@@ -90,18 +94,26 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise DataError(f"{path}: unreadable table ({e})") from e
 
 
-def score_table(benchmark: str, data: pd.DataFrame) -> Scored:
-    """VLMEvalKit's exact-matching score of a prediction table (benchmark TSV + ``prediction``)."""
+def score_table(benchmark: str, data: pd.DataFrame, judge: Judge | None = None,
+                images: dict[str, Any] | None = None) -> Scored:
+    """VLMEvalKit's score of a prediction table (benchmark TSV + ``prediction``): exact matching
+    without a judge; with one, the judge fallback (MC, yes/no) and the judged benchmarks. ``images``
+    (index → ImageRef or bytes) for a judge that sees them (MIA-Bench). A benchmark that cannot be
+    scored raises :class:`~.judge.NotScored` (a DataError) saying why."""
     bench = get_benchmark(benchmark)
     if "prediction" not in data:
         raise DataError(f"{benchmark}: the table has no 'prediction' column (VLMEvalKit's prediction format)")
     if bench.kind == "yes_no":
-        return score_yes_no(data, bench.name)
+        return score_yes_no(data, bench.name, judge)
     if bench.kind == "multiple_choice":
-        return score_multiple_choice(data, bench.name)
+        return score_multiple_choice(data, bench.name, judge)
     if bench.kind == "vqa_accuracy":
         return score_vqa_accuracy(data, bench.name)
-    raise DataError(NOT_SCORED.format(name=bench.name))
+    if bench.name not in JUDGED:
+        raise NotScored(MMDU_NOT_SCORED if bench.name == "MMDU" else NOT_SCORED.format(name=bench.name))
+    if judge is None:
+        raise NotScored(NOT_SCORED.format(name=bench.name))
+    return JUDGED[bench.name](data, judge, images)
 
 
 def headline(benchmark: str, scored: Scored) -> dict[str, float]:
@@ -118,6 +130,11 @@ def headline(benchmark: str, scored: Scored) -> dict[str, float]:
         row = _row(table, "Overall")
         return {"mean": (row["aAcc"] + row["fAcc"] + row["qAcc"]) / 3,
                 **{k: row[k] for k in ("aAcc", "fAcc", "qAcc")}}
+    if bench.name == "MIA-Bench":
+        return {"score": 100.0 * table[0].get("total_score", math.nan)}
+    if bench.kind == "judge":
+        return {"score": float(_row_named(table, "Task&Skill" if "Task&Skill" in table[0] else "Subject",
+                                          "Overall")["acc"])}
     if bench.kind == "multiple_choice":
         rows = [r for r in table if r["split"] in (bench.reported_split, "none")] if bench.reported_split else table
         if len(rows) != 1:
@@ -129,7 +146,11 @@ def headline(benchmark: str, scored: Scored) -> dict[str, float]:
 
 
 def _row(table: list[dict[str, Any]], split: str) -> dict[str, Any]:
-    return next(r for r in table if r.get("split") == split)
+    return _row_named(table, "split", split)
+
+
+def _row_named(table: list[dict[str, Any]], column: str, name: str) -> dict[str, Any]:
+    return next(r for r in table if r.get(column) == name)
 
 
 # --------------------------------------------------------------------------------------------- samples
@@ -251,3 +272,21 @@ def predictions_table(samples: list[Sample], predictions: list[str]) -> pd.DataF
     """VLMEvalKit's prediction format (the benchmark rows plus ``prediction``) for scored samples."""
     rows = [{**s.meta["vlmeval_row"], "prediction": p} for s, p in zip(samples, predictions)]
     return pd.DataFrame(rows)
+
+
+def table_images(data: pd.DataFrame, benchmark: str, root: str | Path | None = None) -> dict[str, ImageRef]:
+    """A prediction table's images by index (what a judge that sees images needs): from the benchmark's
+    data in the LMUData folder ``root`` when given, else from the table's own ``image`` (base64) or
+    ``image_path`` column; {} when there are none (VLMEvalKit's prediction files drop the images)."""
+    if root is not None:
+        return {s.id: s.image for s in load_samples(root, benchmark) if s.image is not None}
+    if "image" not in data and "image_path" not in data:
+        return {}
+    rows = [dict(zip(data.columns, r)) for r in data.itertuples(index=False, name=None)]
+    by_index = {str(r["index"]): str(r["image"]) for r in rows} if "image" in data else {}
+    out = {}
+    for line, row in enumerate(rows, 2):
+        image = _image(row, by_index, [Path.cwd()], f"{benchmark} prediction table, row {line}")
+        if image is not None:
+            out[str(row["index"])] = image
+    return out

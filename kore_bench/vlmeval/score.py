@@ -1,4 +1,5 @@
-"""VLMEvalKit's scores on its exact-matching path, from a benchmark table with a ``prediction`` column.
+"""VLMEvalKit's scores on its exact-matching path, from a benchmark table with a ``prediction`` column
+(with a judge, also VLMEvalKit's judge fallback for yes/no and multiple choice: :mod:`.judge`).
 
 Each scorer takes the benchmark TSV as pandas reads it (``pd.read_csv(path, sep="\\t")``, as
 VLMEvalKit's ``load`` does, so cell types match) plus VLMEvalKit's ``prediction`` column, and returns
@@ -27,7 +28,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
-from .extract import extract_option, extract_yes_no
+from .extract import UNKNOWN, extract_option, extract_yes_no
+from .judge import Judge, judge_option, judge_yes_no
 
 MME_PERCEPTION = ["OCR", "artwork", "celebrity", "color", "count", "existence", "landmark", "position",
                   "posters", "scene"]
@@ -65,12 +67,18 @@ def _mean(values) -> float:
 # --------------------------------------------------------------------------------------------- Y/N
 
 
-def score_yes_no(data: pd.DataFrame, benchmark: str) -> Scored:
-    """ImageYORNDataset.evaluate with ``model='exact_matching'``: extraction, then the rating."""
+def score_yes_no(data: pd.DataFrame, benchmark: str, judge: Judge | None = None) -> Scored:
+    """ImageYORNDataset.evaluate: extraction, then the rating. Without a judge ``model='exact_matching'``;
+    with one, a prediction extracted as Unknown goes to the judge (:func:`~.judge.judge_yes_no`)."""
     _need(data, ["index", "answer", "prediction"], benchmark)
     data = data.copy()
     data["prediction"] = [str(x) for x in data["prediction"]]
-    data["extracted"] = [extract_yes_no(p) for p in data["prediction"]]
+    extracted = [extract_yes_no(p) for p in data["prediction"]]
+    if judge is not None:
+        _need(data, ["question"], benchmark)
+        extracted = [judge_yes_no(judge, q, p) if e == UNKNOWN else e
+                     for q, p, e in zip(data["question"], data["prediction"], extracted)]
+    data["extracted"] = extracted
     if "AMBER" in benchmark:
         data["score"] = data["answer"].str.lower() == data["extracted"].str.lower()
     else:
@@ -199,14 +207,16 @@ def is_circular(benchmark: str) -> bool:
     return _listinstr(CIRCULAR_KEYS, benchmark.lower())
 
 
-def score_multiple_choice(data: pd.DataFrame, benchmark: str) -> Scored:
-    """ImageMCQDataset.evaluate_heuristic with ``model='exact_matching'``.
+def score_multiple_choice(data: pd.DataFrame, benchmark: str, judge: Judge | None = None) -> Scored:
+    """ImageMCQDataset.evaluate_heuristic, with ``model='exact_matching'`` when there is no judge.
 
     Vanilla: a question is right when the extracted option equals the answer (nothing extracted
-    counts as "Z"). Circular (MMBench): the rows sharing ``index % 1e6`` (or ``g_index``) form a
-    group, scored on its main row (index == g_index): 1 only if every row of the group is extracted
-    and right. ``report_acc``: accuracy in [0, 1] per split, overall and per l2-category / category."""
-    _need(data, ["index", "answer", "prediction"], benchmark)
+    counts as "Z"; with a judge, it goes to the judge: :func:`~.judge.judge_option`). Circular
+    (MMBench): the rows sharing ``index % 1e6`` (or ``g_index``) form a group, scored on its main row
+    (index == g_index): 1 only if every row of the group is extracted and right (with a judge, rows
+    are taken in order and the first wrong one ends the group, as ``eval_circular_group``).
+    ``report_acc``: accuracy in [0, 1] per split, overall and per l2-category / category."""
+    _need(data, ["index", "answer", "prediction"] + (["question"] if judge is not None else []), benchmark)
     data = data.copy()
     circular = is_circular(benchmark)
     if circular:
@@ -222,19 +232,35 @@ def score_multiple_choice(data: pd.DataFrame, benchmark: str) -> Scored:
     rows = [dict(zip(data.columns, r)) for r in data.itertuples(index=False, name=None)]
     preds = [extract_option(r["prediction"], _choices(r)) for r in rows]
     if not circular:
+        if judge is not None:
+            preds = [p or judge_option(judge, r, _choices(r), benchmark) for p, r in zip(preds, rows)]
         hits = [float((p or "Z") == g) for p, g in zip(preds, gt)]
         data["hit"] = hits
         per_question = dict(zip(data["index"], hits))
         return Scored(report_acc(data), per_question)
     g_index = list(data["g_index"]) if "g_index" in data else [int(x % 1e6) for x in data["index"]]
-    groups: dict[int, list[tuple[Any, Any]]] = defaultdict(list)
-    for g, p, t in zip(g_index, preds, gt):
-        groups[g].append((p, t))
-    group_hit = {g: float(all(p is not None and p == t for p, t in v)) for g, v in groups.items()}
+    groups: dict[int, list[tuple[Any, Any, dict[str, Any]]]] = defaultdict(list)
+    for g, p, t, r in zip(g_index, preds, gt, rows):
+        groups[g].append((p, t, r))
+    if judge is None:
+        group_hit = {g: float(all(p is not None and p == t for p, t, _ in v)) for g, v in groups.items()}
+    else:
+        group_hit = {g: _circular_group_hit(judge, v, benchmark) for g, v in groups.items()}
     main = data[[i == g for i, g in zip(data["index"], g_index)]].copy()
     main["hit"] = [group_hit[i] for i in main["index"]]
     per_question = {i: group_hit[g] for i, g in zip(data["index"], g_index)}
     return Scored(report_acc(main), per_question)
+
+
+def _circular_group_hit(judge: Judge, group: list[tuple[Any, Any, dict[str, Any]]], benchmark: str) -> float:
+    """``eval_circular_group``: a prefetched wrong answer fails the group without a call; rows with
+    nothing extracted go to the judge in order, and the first wrong one ends the group."""
+    if any(p is not None and p != t for p, t, _ in group):
+        return 0.0
+    for p, t, row in group:
+        if p is None and judge_option(judge, row, _choices(row), benchmark) != t:
+            return 0.0
+    return 1.0
 
 
 def report_acc(df: pd.DataFrame) -> list[dict[str, Any]]:

@@ -1,6 +1,7 @@
 """The suite hook: a task whose source is ``{loader: vlmeval, path, benchmark}`` is generated as
 usual, then scored over the whole task at once (corpus-level: MME's per-image acc+, POPE's F1,
-MMBench's circular groups) by VLMEvalKit's rules (:mod:`kore_bench.vlmeval.score`)."""
+MMBench's circular groups) by VLMEvalKit's rules (:mod:`kore_bench.vlmeval.score`), with the LLM
+judge when one is given (:mod:`kore_bench.vlmeval.judge`)."""
 from __future__ import annotations
 
 import math
@@ -10,7 +11,9 @@ from typing import Any
 
 from ..data import Sample
 from ..errors import DataError
-from .benchmarks import NOT_SCORED, get_benchmark, headline, load_samples, predictions_table, score_table
+from .benchmarks import (MMDU_NOT_SCORED, get_benchmark, headline, load_samples, predictions_table, score_table,
+                         table_images)
+from .judge import Judge, NotScored
 
 LOADER = "vlmeval"
 
@@ -27,38 +30,54 @@ def load_source(spec: dict[str, Any]) -> list[Sample]:
     return load_samples(Path(spec["path"]), spec["benchmark"])
 
 
-def score_report(benchmark: str, table) -> dict[str, Any]:
-    """``{"benchmark", "metrics" (kore-bench headline, percent), "vlmeval" (VLMEvalKit's table)}``."""
-    scored = score_table(benchmark, table)
+def score_report(benchmark: str, table, judge: Judge | None = None,
+                 images: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``{"benchmark", "metrics" (kore-bench headline, percent), "vlmeval" (VLMEvalKit's table), "n",
+    "judge" (its identity, or None: exact matching)}``."""
+    scored = score_table(benchmark, table, judge, images)
     return {"benchmark": get_benchmark(benchmark).name, "metrics": headline(benchmark, scored),
-            "vlmeval": scored.table, "n": len(table)}
+            "vlmeval": scored.table, "n": len(table), "judge": judge.identity if judge is not None else None}
 
 
 def evaluate(model, processor, spec: dict[str, Any], task_name: str, samples: Sequence[Sample],
-             metrics: Sequence[str], generation: dict[str, Any], batch_size: int
+             metrics: Sequence[str], generation: dict[str, Any], batch_size: int, judge: Judge | None = None
              ) -> tuple[dict[str, float], dict[str, bool], list[dict[str, Any]], dict[str, Any]]:
     """Generate, then score the task as VLMEvalKit does: (means, higher_is_better, records, extra).
 
-    A judge-scored benchmark is not generated: its metrics are NaN and ``extra["not_scored"]`` says why."""
+    With a judge, VLMEvalKit's judge fallback (MC, yes/no) and the judged benchmarks are scored and
+    ``extra["judge"]`` names it. A benchmark that cannot be scored (a judged one without a judge) is
+    still generated (the predictions are in the records, to re-score later): its metrics are NaN and
+    ``extra["not_scored"]`` says why. MMDU is not generated at all (see :data:`MMDU_NOT_SCORED`)."""
     bench = get_benchmark(spec["benchmark"])
     higher = {m: True for m in metrics}
-    if bench.kind == "judge":
-        return ({m: math.nan for m in metrics}, higher, [],
-                {"not_scored": NOT_SCORED.format(name=bench.name)})
+    if bench.name == "MMDU":
+        return {m: math.nan for m in metrics}, higher, [], {"not_scored": MMDU_NOT_SCORED}
     from ..evaluate.generation import generate
 
     preds = generate(model, processor, samples, generation.get("max_new_tokens", 32), batch_size)
     table = predictions_table(list(samples), preds)
-    scored = score_table(bench.name, table)
+    images = {s.id: s.image for s in samples if s.image is not None} if bench.kind == "judge" else None
+    extra: dict[str, Any] = {"judge": judge.identity} if judge is not None else {}
+    before = judge.stats if judge is not None else {}
+    try:
+        scored = score_table(bench.name, table, judge, images)
+    except NotScored as e:
+        records = [{"task": task_name, "id": s.id, "prediction": p, "answer": s.answer, "scores": {}}
+                   for s, p in zip(samples, preds)]
+        return {m: math.nan for m in metrics}, higher, records, {"not_scored": str(e), **extra}
     values = headline(bench.name, scored)
     unknown = [m for m in metrics if m not in values]
     if unknown:
         raise DataError(f"task {task_name!r}: {bench.name} has no metric {', '.join(unknown)} "
                         f"(it has {', '.join(values)})")
-    hits = {str(k): v for k, v in scored.per_question.items()}
+    per_question = {str(k): v for k, v in scored.per_question.items()}
+    name = "score" if bench.name == "MIA-Bench" else "hit"  # MIA-Bench: the item's total (no entry: unparsed)
     records = [{"task": task_name, "id": s.id, "prediction": p, "answer": s.answer,
-                "scores": {"hit": hits[s.id]}} for s, p in zip(samples, preds)]
-    return {m: float(values[m]) for m in metrics}, higher, records, {"vlmeval": scored.table}
+                "scores": {name: per_question[s.id]} if s.id in per_question else {}}
+               for s, p in zip(samples, preds)]
+    if judge is not None:  # this task's share: calls made and replies found in the cache
+        extra["judge_calls"] = {k: v - before[k] for k, v in judge.stats.items()}
+    return {m: float(values[m]) for m in metrics}, higher, records, {"vlmeval": scored.table, **extra}
 
 
 def _jsonable(value: Any) -> Any:
@@ -73,21 +92,31 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def score_file(benchmark: str, predictions: Path, output: Path | None = None) -> tuple[dict[str, Any], list]:
+def score_file(benchmark: str, predictions: Path, output: Path | None = None, judge: Judge | None = None,
+               data: Path | None = None) -> tuple[dict[str, Any], list]:
     """``kore-bench score``: the report of a prediction file (written as JSON to ``output``) and rich
-    tables to print (VLMEvalKit's table, its names and scale; then kore-bench's headline in percent)."""
+    tables to print (VLMEvalKit's table, its names and scale; then kore-bench's headline in percent).
+    ``data``: the LMUData folder holding the benchmark, for the images a judge sees (MIA-Bench) when
+    the prediction file has none."""
     from rich.table import Table
 
     from ..store import atomic_write_json
     from .benchmarks import read_table
 
-    report = _jsonable(score_report(benchmark, read_table(predictions)))
+    table = read_table(predictions)
+    images = None
+    if get_benchmark(benchmark).kind == "judge" and judge is not None:
+        images = table_images(table, benchmark, data)
+    report = _jsonable(score_report(benchmark, table, judge, images))
     report["predictions"] = str(predictions)
+    if judge is not None:
+        report["judge_calls"] = judge.stats
     if output is not None:
         atomic_write_json(output, report)
     tables = []
     columns = list(dict.fromkeys(k for row in report["vlmeval"] for k in row))
-    t = Table(*columns, title=f"{report['benchmark']} (VLMEvalKit, exact matching; {report['n']} rows)")
+    how = f"judge {judge}" if judge is not None else "exact matching"
+    t = Table(*columns, title=f"{report['benchmark']} (VLMEvalKit, {how}; {report['n']} rows)")
     for row in report["vlmeval"]:
         t.add_row(*[_fmt(row.get(c)) for c in columns])
     tables.append(t)
