@@ -65,7 +65,7 @@ def test_shards_fill_one_directory_and_a_plain_run_finds_everything_done(micro_b
     assert (run / "leaderboard.csv").exists()  # the last shard to finish wrote it
     again = _kore_bench(*RUN, "--output", str(run))
     assert again.returncode == 0, again.stderr[-2000:]
-    assert "training" not in again.stderr and again.stderr.count("finished earlier, skipped") == 3
+    assert "): training on" not in again.stderr and again.stderr.count("finished earlier, skipped") == 3
     history = json.loads((run / "manifest.json").read_text())["history"]
     assert len(history) == 3 and all(h.get("finished") for h in history)
 

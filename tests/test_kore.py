@@ -274,7 +274,7 @@ def test_kore_records_what_augmented_it_and_refuses_when_nothing_does(base_ref, 
     trained = KoreAug.from_overrides({"steps": 1, "batch_size": 2}).train(_ctx(tmp_path / "a", base_ref, [real], []))
     assert trained.info.augmentation["augmenter"] == "text" and trained.info.augmentation["requested"] == "auto"
     assert trained.info.samples > 1
-    monkeypatch.setattr(kore_module, "train_model", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained")))
+    monkeypatch.setattr(method_module, "train_model", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained")))
     with pytest.raises(KoreBenchError, match="augmented none of the 2 injection items"):
         Kore.from_overrides(SHORT).train(_ctx(tmp_path / "k", base_ref, samples(2, seed=1), samples(8, seed=2)))
 
