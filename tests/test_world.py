@@ -331,6 +331,19 @@ def test_dialogue_final_answer_depends_on_the_first_turn(exported):
     for it in world.skills["dialogue"]:
         assert len(it.history) == 1 and it.question.startswith("And ")
         assert len(it.scene.shapes) == 2  # two candidates: the first turn picks which one "it" is
+        # both turns ask a colour, the two shapes' colours differ: the follow-up needs the image
+        colours = {s.colour for s in it.scene.shapes}
+        assert it.history[0][1] in colours and it.answer in colours - {it.history[0][1]}
+
+
+def test_reasoning_answers_first_or_second_balanced(exported):
+    _, world = exported
+    for split in SPLITS:
+        items = [it for it in world.skills["reasoning"] if it.split == split]
+        assert {it.answer for it in items} == {"first", "second"}
+        for it in items:
+            x, y = map(int, re.findall(r"\d+", it.question.split("\n")[0]))
+            assert it.answer == ("first" if x > y else "second") and x // 10 != y // 10
 
 
 # ------------------------------------------------------------------ knowledge

@@ -32,8 +32,8 @@ SKILL_DESCRIPTIONS = {
     "counting": "number of shapes (1-4, one per quadrant)",
     "ocr": "a two-character code (digits, capitals but I/O/Q) in a bitmap font",
     "hallucination": "POPE-style 'Is there a <colour> shape in the image?', balanced yes/no",
-    "reasoning": "text-only comparison: the larger of two two-digit numbers (tens digits differ)",
-    "dialogue": "two turns; the follow-up 'And the other shape?' asks the first turn's attribute of the other shape",
+    "reasoning": "text-only comparison of two two-digit numbers (tens digits differ), answered 'first' or 'second'",
+    "dialogue": "two turns: the colour of the shape on one side, then 'And the other shape?' (the other's colour)",
     "instruction": "answer-format following (colour or count in capital letters, count as word or digit); exact match",
 }
 
@@ -154,22 +154,28 @@ def _hallucination(rng: random.Random, i: int, n: int):
 
 
 def _reasoning(rng: random.Random, i: int, n: int):
+    # Answered "first" or "second" (balanced by index), never by copying a number: the v5 form
+    # "Which number is larger, 47 or 82?" answered with the number stayed at 2.5 % on the small
+    # world (the model wrote a two-digit number from neither question). The key is the unordered
+    # pair, so a held-out comparison is never seen in training in either order.
     tens = rng.sample(range(1, 10), 2)
-    x, y = (10 * t + rng.randint(0, 9) for t in tens)
-    key = (min(x, y), max(x, y))  # "47 or 82" and "82 or 47" are the same item
-    return key, lambda id_, split: SkillItem(id_, "reasoning", split, key,
-                                             short(f"Which number is larger, {x} or {y}?"), str(max(x, y)))
+    lo, hi = sorted(10 * t + rng.randint(0, 9) for t in tens)
+    first_larger = i % 2 == 0
+    x, y = (hi, lo) if first_larger else (lo, hi)
+    key = (lo, hi)
+    return key, lambda id_, split: SkillItem(
+        id_, "reasoning", split, key, short(f"Which number is larger, the first or the second: {x} or {y}?"),
+        "first" if first_larger else "second")
 
 
 _SIDE_PHRASES = {"left": "on the left", "right": "on the right", "top": "at the top", "bottom": "at the bottom"}
-_FIRST_TURN = {  # attribute asked -> first question about the referent r (a dict of its attributes)
-    "colour": lambda r: f"What colour is the shape {_SIDE_PHRASES[r['position']]}?",
-    "position": lambda r: f"Where is the {r['colour']} shape?",
-}
 FOLLOW_UP = "And the other shape?"
 
 
 def _dialogue(rng: random.Random, i: int, n: int):
+    # Both turns ask a colour, so the follow-up needs the image and the first turn (which shape is
+    # "the other"); v5's position turns ("Where is the red shape?" -> "And the other shape?") were
+    # answerable from the text alone (the opposite side) and sat at chance.
     sides = ("left", "right") if rng.random() < 0.5 else ("top", "bottom")
     kinds, colours = rng.sample(SHAPE_NAMES, 2), rng.sample(COLOUR_NAMES, 2)
     specs, attrs = [], []
@@ -180,11 +186,10 @@ def _dialogue(rng: random.Random, i: int, n: int):
         attrs.append({"shape": kinds[j], "colour": colours[j], "position": side})
     r = rng.randrange(2)
     ref, other = attrs[r], attrs[1 - r]
-    asked = ("colour", "position")[i % 2]
-    history = [(short(_FIRST_TURN[asked](ref)), ref[asked])]
-    key = (asked, r) + tuple(tuple(a.values()) for a in attrs)
+    history = [(short(f"What colour is the shape {_SIDE_PHRASES[ref['position']]}?"), ref["colour"])]
+    key = (r,) + tuple(tuple(a.values()) for a in attrs)
     seed = rng.getrandbits(63)
-    return key, lambda id_, split: SkillItem(id_, "dialogue", split, key, short(FOLLOW_UP), other[asked],
+    return key, lambda id_, split: SkillItem(id_, "dialogue", split, key, short(FOLLOW_UP), other["colour"],
                                              ShapesScene(tuple(specs), seed), history=history)
 
 
@@ -215,8 +220,9 @@ MAKERS: dict[str, Maker] = {
 }
 
 
-# Training items per skill, relative to the preset's ``skill_train`` (OCR needs more to generalise).
-TRAIN_WEIGHT = {"ocr": 2.0}
+# Training items per skill, relative to the preset's ``skill_train`` (OCR needs more to generalise; the
+# skills that sat at chance in v5 get twice the items).
+TRAIN_WEIGHT = {"ocr": 2.0, "hallucination": 2.0, "reasoning": 2.0, "dialogue": 2.0}
 
 
 def fresh_scenes(skill: str, items: list[SkillItem], rng: random.Random, n: int) -> list[Scene]:
