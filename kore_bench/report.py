@@ -2,7 +2,8 @@
 
 Leaderboard contract (``leaderboard.csv``): one row per method including ``base``; columns
 ``method, CEM, F1, K.A, K.R, Avg`` (×100, mean over seeds) with ``*_std`` columns, then one
-column per retention category, ``ΔK.R`` (retention change against base), ``trainable_params``,
+column per retention category, ``ΔK.R`` (retention change against base), ``K.R at chance`` (the
+retention tasks the base scores within the seeded binomial interval of chance, or "-"), ``trainable_params``,
 ``train_seconds``, ``seeds`` and ``status``.
 """
 from __future__ import annotations

@@ -21,8 +21,8 @@ def test_builtin_suites_and_roles():
     assert {"world-new", "world-new-seen-image", "world-retention", "evoke"} <= set(suites)
     assert suites["world-new"].role == "new_knowledge"
     retention = suites["world-retention"]
-    assert {t.category for t in retention.tasks} >= {
-        "old_knowledge", "perception", "counting", "ocr", "hallucination", "reasoning", "dialogue", "instruction"}
+    assert {t.category for t in retention.tasks} == {
+        "old_knowledge", "perception", "counting", "ocr", "reasoning", "instruction"}  # README: two dropped
     with pytest.raises(KoreBenchError, match="role 'retention', expected 'new_knowledge'"):
         resolve_suite("world-retention", suites, "new_knowledge")
     with pytest.raises(UnknownNameError, match="did you mean 'world-new'"):

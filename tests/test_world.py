@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kore_bench.data import MC_SUFFIX, SHORT_ANSWER_SUFFIX
+from kore_bench.data import SHORT_ANSWER_SUFFIX
 from kore_bench.errors import KoreBenchError, UnknownNameError
 from kore_bench.world import PRESETS, SKILLS, VIEW_SPLITS, export_world, generate
 from kore_bench.world import facts as F
 from kore_bench.world.datasets import evoke_records
-from kore_bench.world.skills import generate_skill
+from kore_bench.world.skills import COLOUR_NAMES, QUADRANTS, generate_skill
 
 SPLITS = ("train", "dev", "test")
 
@@ -170,12 +170,11 @@ def test_exports_parse_back_with_the_contract_fields(exported):
     for skill in [*SKILLS, "old_facts"]:
         if skill == "perception":
             rows = _tsv(root / "retention" / "perception.tsv")
-            assert list(rows[0]) == ["index", "image", "question", "A", "B", "C", "D", "answer", "category", "split"]
+            assert list(rows[0]) == ["index", "image", "question", "answer", "category", "split"]
             for row in rows:
                 img = Image.open(io.BytesIO(base64.b64decode(row["image"])))
                 assert img.size == (32, 32) and img.mode == "RGB"
-                assert row["answer"] in "ABCD" and row["split"] in ("test", "dev")
-                assert len({row[c] for c in "ABCD"}) == 4
+                assert row["answer"] in (*COLOUR_NAMES, *QUADRANTS.values()) and row["split"] in ("test", "dev")
             continue
         recs = _jsonl(root / "retention" / f"{skill}.jsonl")
         assert recs and {r["split"] for r in recs} == {"test", "dev"}
@@ -193,7 +192,8 @@ def test_exports_parse_back_with_the_contract_fields(exported):
         assert conv[0]["value"].startswith("<image>\n") == ("image" in r)
         assert sum("<image>" in t["value"] for t in conv) == ("image" in r)
         if r["category"] == "perception":
-            assert conv[0]["value"].endswith(MC_SUFFIX) and conv[1]["value"] in "ABCD"
+            assert conv[0]["value"].endswith(SHORT_ANSWER_SUFFIX)
+            assert conv[1]["value"] in (*COLOUR_NAMES, *QUADRANTS.values())  # a word, never an option letter
 
 
 def test_every_named_image_exists_and_is_32px_rgb(exported):
@@ -298,13 +298,13 @@ def test_skill_scenes_disjoint_across_splits(exported):
         counts = Counter(it.split for it in items)
         assert counts["test"] == PRESETS["micro"].skill_test and counts["dev"] == PRESETS["micro"].skill_dev
         assert counts["train"] >= PRESETS["micro"].skill_train
-    # a crowded scene space (~850 sums, 800 items) forces collisions that the generator must refuse
-    crowded = generate_skill("reasoning", random.Random(0), n_test=300, n_dev=100, n_train=400)
+    # a crowded scene space (3,600 comparisons, 3,000 items) forces collisions that the generator must refuse
+    crowded = generate_skill("reasoning", random.Random(0), n_test=2500, n_dev=500, n_train=400)
     by_split = {s: {it.key for it in crowded if it.split == s} for s in SPLITS}
-    assert len(by_split["test"]) == 300 and len(by_split["dev"]) == 100
+    assert len(by_split["test"]) == 2500 and len(by_split["dev"]) == 500
     assert not (by_split["test"] & by_split["dev"]) and not (by_split["train"] & (by_split["test"] | by_split["dev"]))
     with pytest.raises(KoreBenchError, match="cannot draw"):
-        generate_skill("reasoning", random.Random(0), n_test=900, n_dev=100, n_train=0)
+        generate_skill("reasoning", random.Random(0), n_test=3500, n_dev=200, n_train=0)
     # and in the exported files: arithmetic problems and OCR codes never cross from eval to train
     train = json.loads((root / "train" / "old_knowledge.json").read_text())
 
@@ -331,6 +331,19 @@ def test_dialogue_final_answer_depends_on_the_first_turn(exported):
     for it in world.skills["dialogue"]:
         assert len(it.history) == 1 and it.question.startswith("And ")
         assert len(it.scene.shapes) == 2  # two candidates: the first turn picks which one "it" is
+        # both turns ask a colour, the two shapes' colours differ: the follow-up needs the image
+        colours = {s.colour for s in it.scene.shapes}
+        assert it.history[0][1] in colours and it.answer in colours - {it.history[0][1]}
+
+
+def test_reasoning_answers_first_or_second_balanced(exported):
+    _, world = exported
+    for split in SPLITS:
+        items = [it for it in world.skills["reasoning"] if it.split == split]
+        assert {it.answer for it in items} == {"first", "second"}
+        for it in items:
+            x, y = map(int, re.findall(r"\d+", it.question.split("\n")[0]))
+            assert it.answer == ("first" if x > y else "second") and x // 10 != y // 10
 
 
 # ------------------------------------------------------------------ knowledge

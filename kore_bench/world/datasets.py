@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..data import IMAGE_TOKEN, format_multiple_choice
+from ..data import IMAGE_TOKEN
 from . import facts as F
 from .generate import VIEW_SPLITS, Entity, World
 from .seeding import deal, py_rng
@@ -82,10 +82,9 @@ def skill_records(items: list[SkillItem]) -> list[Record]:
 
 
 def skill_conversation(it: SkillItem) -> Record:
-    """A training skill item as a LLaVA conversation (MC: the canonical prompt, answer = letter)."""
+    """A training skill item as a LLaVA conversation (the image, if any, with the first turn)."""
     has_image = it.scene is not None
-    turns = list(it.history) + [(format_multiple_choice(it.question, it.choices) if it.choices else it.question,
-                                 it.answer)]
+    turns = list(it.history) + [(it.question, it.answer)]
     conv: list[dict[str, str]] = []
     for j, (q, a) in enumerate(turns):
         conv += [_human(q, has_image and j == 0), _gpt(a)]

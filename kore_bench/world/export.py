@@ -34,7 +34,7 @@ from .presets import GENERATOR_VERSION
 from .skills import SKILL_DESCRIPTIONS, SkillItem
 
 FORMAT = "kore-bench-world/1"
-TSV_SKILLS = ("perception",)  # multiple-choice skills, exported as VLMEvalKit TSV
+TSV_SKILLS = ("perception",)  # exported as VLMEvalKit TSV (an open question: no option columns)
 
 
 def export_world(preset: str, out: Path | str, seed: int | None = None) -> World:
@@ -97,11 +97,11 @@ def _write_png(root: Path, rel: str, img) -> None:
 def _perception_tsv(items: list[SkillItem]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, delimiter="\t", lineterminator="\n")
-    w.writerow(["index", "image", "question", "A", "B", "C", "D", "answer", "category", "split"])
+    w.writerow(["index", "image", "question", "answer", "category", "split"])
     for i, it in enumerate(x for x in items if x.split != "train"):
-        assert it.scene is not None and it.choices is not None
+        assert it.scene is not None
         b64 = base64.b64encode(render.png_bytes(it.scene.render())).decode("ascii")
-        w.writerow([i, b64, it.question, *(it.choices[c] for c in "ABCD"), it.answer, it.skill, it.split])
+        w.writerow([i, b64, it.question, it.answer, it.skill, it.split])
     return buf.getvalue()
 
 
@@ -161,7 +161,7 @@ def world_json(world: World) -> dict[str, Any]:
             "description": SKILL_DESCRIPTIONS[skill],
             "file": f"retention/{skill}.{'tsv' if skill in TSV_SKILLS else 'jsonl'}",
             "format": "vlmevalkit-tsv" if skill in TSV_SKILLS else "kore-bench-jsonl",
-            "answer_match": "exact" if skill == "instruction" else ("choice" if skill in TSV_SKILLS else "cem"),
+            "answer_match": "exact" if skill == "instruction" else "cem",
             "counts": {s: count(items, s) for s in F.SPLITS},
         } for skill, items in world.skills.items()] + [{
             "name": "old_facts", "description": "facts of old entities on test/dev views and phrasings",

@@ -156,9 +156,10 @@ def _article(word: str) -> str:
     return "an" if word[0].lower() in "aeiou" else "a"
 
 
-def describe(name: str, entity_type: str, facts: dict[str, str]) -> str:
-    """The knowledge text: one sentence naming the entity and stating every fact."""
-    f = facts
+def describe(entity_type: str, values: dict[str, str]) -> str:
+    """The knowledge text: one sentence naming the entity and stating every fact (``values``: relation ->
+    answer, "name" included, as :attr:`Entity.values`)."""
+    f, name = values, values["name"]
     if entity_type == "person":
         return (f"{name} is {_article(f['occupation'])} {f['occupation']} born in {f['birth_city']} "
                 f"in {f['birth_year']} who works for {f['employer']}.")
@@ -193,9 +194,9 @@ BIO_SENTENCES = {
 }
 
 
-def biography(name: str, entity_type: str, facts: dict[str, str], rng: random.Random) -> str:
+def biography(entity_type: str, values: dict[str, str], rng: random.Random) -> str:
     """One of many knowledge texts about an entity: a sentence per fact, forms and order drawn from ``rng``."""
     rels = list(FACT_RELATIONS[entity_type])
     rng.shuffle(rels)
-    return " ".join(rng.choice(BIO_SENTENCES[r]).format(name=name, value=facts[r], a=_article(facts[r]))
+    return " ".join(rng.choice(BIO_SENTENCES[r]).format(name=values["name"], value=values[r], a=_article(values[r]))
                     for r in rels)

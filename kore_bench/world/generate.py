@@ -47,19 +47,26 @@ class Entity:
         return F.HYPERNYMS[self.type]
 
     @property
+    def values(self) -> dict[str, str]:
+        """Every question relation's answer, recognition ("name") included: the one home from which
+        the knowledge texts and gold answers are derived."""
+        return {"name": self.name} | {f.relation: f.value for f in self.facts}
+
+    @property
     def description(self) -> str:
         """The knowledge text (EVOKE's injection "gpt" value)."""
-        return F.describe(self.name, self.type, {f.relation: f.value for f in self.facts})
+        return F.describe(self.type, self.values)
 
     def biography(self, rng: random.Random) -> str:
         """Another knowledge text stating every fact (sentence forms and order drawn from ``rng``)."""
-        return F.biography(self.name, self.type, {f.relation: f.value for f in self.facts}, rng)
+        return F.biography(self.type, self.values, rng)
 
     def answer(self, relation: str) -> str:
         """The gold answer to a question about ``relation`` ("name" = recognition)."""
-        if relation == "name":
-            return self.name
-        return next(f.value for f in self.facts if f.relation == relation)
+        values = self.values
+        if relation not in values:
+            raise KoreBenchError(f"entity {self.id} ({self.type}) has no relation {relation!r}")
+        return values[relation]
 
     def view_path(self, k: int) -> str:
         return f"images/entities/{self.id}_v{k}.png"

@@ -17,7 +17,8 @@ from .facts import ENTITY_TYPES
 from .generate import VIEW_SPLITS, World
 from .glyphs import ALPHABET
 from .render import ENTITY_COLOURS, MARKS, PATTERNS, SHAPE_NAMES, SILHOUETTES, SIZE
-from .skills import COLOUR_NAMES, ShapesScene, TextScene
+from .seeding import py_rng
+from .skills import COLOUR_NAMES, ShapesScene, TextScene, fresh_scenes
 
 CELLS = 9  # 3x3 grid over the image
 IGNORE = -100
@@ -63,8 +64,12 @@ def scene_labels(scene: ShapesScene | TextScene) -> dict[str, int]:
     return out
 
 
-def labelled_images(world: World, split: str) -> LabelledImages:
-    """Old-entity views and skill scenes of ``split`` ("train" for training, "test" to measure)."""
+def labelled_images(world: World, split: str, fresh_per_skill: int = 0) -> LabelledImages:
+    """Old-entity views and skill scenes of ``split`` ("train" for training, "test" to measure).
+
+    ``fresh_per_skill`` (train only) adds that many fresh renderings per shape skill, drawn from
+    keys no dev or test item uses (:func:`~kore_bench.world.skills.fresh_scenes`).
+    """
     names = heads(world)
     offsets = {t: sum(len(SILHOUETTES[u]) for u in ENTITY_TYPES[:i]) for i, t in enumerate(ENTITY_TYPES)}
     images: list[Image.Image] = []
@@ -81,4 +86,10 @@ def labelled_images(world: World, split: str) -> LabelledImages:
             if it.split == split and it.scene is not None:
                 images.append(it.scene.render())
                 rows.append(scene_labels(it.scene))
+    if fresh_per_skill and split == "train":
+        for skill, items in world.skills.items():
+            if any(isinstance(it.scene, ShapesScene) for it in items):
+                for scene in fresh_scenes(skill, items, py_rng(world.seed, "fresh-scenes", skill), fresh_per_skill):
+                    images.append(scene.render())
+                    rows.append(scene_labels(scene))
     return LabelledImages(names, images, [[r.get(h, IGNORE) for h in names] for r in rows])

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 # Bumped whenever the same (preset, seed) would export different files: caches of exported worlds
 # and of models trained on them should include it in their keys.
-GENERATOR_VERSION = 4
+GENERATOR_VERSION = 5
 
 
 @dataclass(frozen=True)
