@@ -163,20 +163,120 @@ def test_garbled_base_checksums_are_a_reason_to_rebuild(tmp_path, monkeypatch):
 
 
 # -- kill -9 at named points --------------------------------------------------------------------------
-@pytest.mark.parametrize("point", ["after-samples", "after-artifact-seal"])
+RUN_ARGS = ["--methods", "lora", "--world", "micro", "--seeds", "0", "--limit", "4", "--set", "lora.steps=5",
+            "--no-progress"]
+
+
+def _killed_at(point: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+    """Run ``python -m kore_bench ARGV`` (or ``python -c ARGV[1]``) until it kills itself at ``point``."""
+    cmd = [sys.executable, *argv] if argv[0] == "-c" else [sys.executable, "-m", "kore_bench", *argv]
+    proc = subprocess.run(cmd, env={**os.environ, **(env or {}), integrity.FAULT_ENV: point},
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("point", ["after-train-save", "after-artifact-seal", "after-samples", "after-result",
+                                   "manifest-write"])
 def test_kill_at_a_named_point_resumes_to_identical_numbers(trained, tmp_path, point):
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "kore_bench", "run", "--methods", "lora", "--world", "micro", "--seeds", "0",
-           "--limit", "4", "--set", "lora.steps=5", "--output", str(out), "--no-progress"]
-    env = {**os.environ, integrity.FAULT_ENV: point}
-    proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    assert proc.returncode == -9
+    _killed_at(point, ["run", *RUN_ARGS, "--output", str(out)])
     assert not (out / "scores.csv").exists()
+    killed = json.loads((out / "manifest.json").read_text())
+    assert "finished" not in killed["history"][-1]
+    evaluating = [k for k, u in killed["units"].items() if u["status"] == "evaluating"]
+    if point == "after-result":  # a finished unit (sealed result and samples) left marked "evaluating"
+        assert evaluating == ["base/seed0/world-new"]
+        result = out / evaluating[0] / "result.json"
+        assert integrity.read_sealed(result, files=("samples.jsonl",))[1] is None
+        written = result.stat().st_mtime_ns
     run(_cfg(out))
     assert _scores(out) == _scores(trained)
     assert not list(out.rglob(".*.tmp"))
     manifest = json.loads((out / "manifest.json").read_text())
     assert all(u["status"] == "done" for u in manifest["units"].values())
+    assert "finished" in manifest["history"][-1]
+    for artifact in out.glob("*/seed*/artifact"):
+        assert integrity.verify_dir(artifact) is None
+    if point == "after-result":
+        assert result.stat().st_mtime_ns == written  # kept as it was, not evaluated again
+
+
+def test_kill_during_world_export_is_cleaned_and_exported_again(micro_world, tmp_path, monkeypatch):
+    from kore_bench.cache import world_dir
+
+    cache = tmp_path / "cache"
+    _killed_at("world-export", ["-c", "from kore_bench.cache import world_dir; world_dir('micro')"],
+               {"KORE_BENCH_CACHE": str(cache)})
+    worlds = cache / "worlds"
+    assert not (worlds / micro_world.name).exists()
+    assert [p for p in worlds.iterdir() if p.is_dir()]  # the killed export's temporary
+    monkeypatch.setenv("KORE_BENCH_CACHE", str(cache))
+    again = world_dir("micro")
+    assert again == worlds / micro_world.name and integrity.verify_dir(again) is None
+    assert integrity.dir_checksums(again) == integrity.dir_checksums(micro_world)  # the same world
+    assert sorted(p.name for p in worlds.iterdir()) == sorted([again.name, f".{again.name}.lock"])
+
+
+FAST_BASE = """
+from kore_bench import base, train
+base.pretrain_vision = lambda model, processor, world, recipe: {}
+train.train_model = lambda *a, **k: train.TrainInfo(steps=0, seconds=0.0, final_loss=0.0, trainable_params=0)
+"""
+
+
+def test_kill_before_base_publish_is_cleaned_and_built_again(tmp_path, monkeypatch):
+    """A base build (training stubbed: the point is the publish) killed with its temporary complete."""
+    from kore_bench import base, train
+
+    monkeypatch.setenv("KORE_BENCH_CACHE", str(tmp_path / "cache"))
+    target = base.base_dir("micro")
+    _killed_at("base-publish", ["-c", FAST_BASE + "base.build_base('micro')"])
+    temps = [p for p in target.parent.iterdir() if p.is_dir()]
+    assert not target.exists() and len(temps) == 1 and temps[0].name.startswith(f".{target.name}.")
+    killed_model = {k: v for k, v in integrity.dir_checksums(temps[0]).items() if k.startswith("model/")}
+    monkeypatch.setattr(base, "pretrain_vision", lambda model, processor, world, recipe: {})
+    monkeypatch.setattr(train, "train_model", lambda *a, **k: train.TrainInfo(0, 0.0, 0.0, 0))
+    base.build_base("micro")
+    assert integrity.verify_dir(target) is None
+    rebuilt = {k: v for k, v in integrity.dir_checksums(target).items() if k.startswith("model/")}
+    assert rebuilt == killed_model  # the same model, built again from scratch
+    assert sorted(p.name for p in target.parent.iterdir()) == sorted([target.name, f".{target.name}.lock"])
+
+
+# -- temporaries a killed process left behind ---------------------------------------------------------
+def test_stale_temporaries_in_a_run_directory_are_removed_by_the_next_run(trained, tmp_path):
+    out = _copy(trained, tmp_path)
+    planted = [out / ".manifest.json.k1ll3d.tmp", out / "lora" / "seed0" / "world-new" / ".samples.jsonl.x9.tmp"]
+    for p in planted:
+        p.write_text("half-writ")
+    results = _mtimes(out, "*/seed0/*/result.json")
+    run(_cfg(out))
+    assert not any(p.exists() for p in planted) and not list(out.rglob(".*.tmp"))
+    assert _mtimes(out, "*/seed0/*/result.json") == results  # nothing recomputed
+    assert _scores(out) == _scores(trained)
+
+
+def test_stale_base_build_temporary_is_removed_unless_a_build_is_running(micro_base, tmp_path):
+    """Beside an intact base (a killed --force rebuild): removed when no process holds the build lock,
+    left alone while one does (it is that build's work in progress)."""
+    import fcntl
+
+    from kore_bench.base import build_base
+
+    target = Path(micro_base.path).parent
+    stale = target.parent / f".{target.name}.k1ll3d"
+    (stale / "model").mkdir(parents=True)
+    (stale / "model" / "weights.bin").write_bytes(b"\x00" * 64)
+    try:
+        with open(target.parent / f".{target.name}.lock", "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # another process is building it
+            assert build_base("micro") == micro_base
+            assert stale.exists()
+        assert build_base("micro") == micro_base
+        assert not stale.exists()
+        assert integrity.verify_dir(target) is None
+    finally:
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def test_edited_evaluation_data_reruns_only_the_affected_units(trained, tmp_path, capsys):
@@ -278,3 +378,46 @@ def test_bad_data_files_are_named_by_prepare(tmp_path):
     samples, _ = load_tsv(tsv)
     with pytest.raises(DataError, match=r"t\.tsv:2"):
         samples_readable(samples, "test")
+
+
+# -- concurrency --------------------------------------------------------------------------------------
+def test_two_processes_building_one_base_build_it_once(tmp_path, monkeypatch):
+    """The second build_base waits on the first one's lock, then uses what it published."""
+    import io
+    import threading
+    import time
+
+    from rich.console import Console
+
+    from kore_bench import base, cache
+
+    monkeypatch.setenv("KORE_BENCH_CACHE", str(tmp_path))
+    monkeypatch.setattr(cache, "world_code_fingerprint", lambda: "fixed")
+    builds, building, release = [], threading.Event(), threading.Event()
+
+    def slow_build(world, arch, seed, target, console):
+        builds.append(threading.current_thread().name)
+        building.set()
+        release.wait(30)
+        tmp = cache.new_temp_dir(target.parent, target.name)
+        (tmp / "model").mkdir()
+        (tmp / "model" / "weights.bin").write_bytes(b"\x01" * 64)
+        cache.publish(tmp, target)
+
+    monkeypatch.setattr(base, "_build", slow_build)
+    refs, log = {}, io.StringIO()
+    first = threading.Thread(name="first", target=lambda: refs.update(first=base.build_base("micro")))
+    second = threading.Thread(name="second", target=lambda: refs.update(
+        second=base.build_base("micro", console=Console(file=log))))
+    first.start()
+    assert building.wait(30)
+    second.start()
+    deadline = time.monotonic() + 30
+    while "being built by another process; waiting" not in log.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "waiting" in log.getvalue()
+    release.set()
+    first.join(30)
+    second.join(30)
+    assert builds == ["first"]
+    assert refs["first"] == refs["second"] and cache.verify(Path(refs["first"].path).parent) is None
