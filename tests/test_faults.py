@@ -421,3 +421,104 @@ def test_two_processes_building_one_base_build_it_once(tmp_path, monkeypatch):
     second.join(30)
     assert builds == ["first"]
     assert refs["first"] == refs["second"] and cache.verify(Path(refs["first"].path).parent) is None
+
+
+# -- what a leaderboard row may mix ----------------------------------------------------------------------
+def _unit(run_dir: Path, method: str, seed: int, suite: str, value: float) -> None:
+    from kore_bench.store import RunDir, Unit
+
+    if suite == "world-new":
+        role, tasks = "new_knowledge", {"world-new": {
+            "category": "new_knowledge", "primary_metric": "cem", "metrics": {"cem": value, "f1": value},
+            "chance": None, "higher_is_better": {"cem": True, "f1": True}, "n": 4}}
+    else:
+        role, tasks = "retention", {"ocr": {
+            "category": "ocr", "primary_metric": "exact_match", "metrics": {"exact_match": value},
+            "chance": None, "higher_is_better": {"exact_match": True}, "n": 4}}
+    records = [{"task": next(iter(tasks)), "id": str(i), "scores": {"x": value}} for i in range(4)]
+    RunDir(run_dir).write_unit(Unit(method, seed, suite), {"unit": {"method": method, "seed": seed, "suite": suite},
+                                                           "role": role, "split": "test", "tasks": tasks}, records)
+
+
+def test_a_seed_missing_a_suite_is_left_out_of_its_row_not_mixed(tmp_path):
+    from kore_bench.report import leaderboard
+
+    for method, seed, new, ret in (("base", 0, 10.0, 80.0), ("lora", 0, 50.0, 60.0), ("lora", 1, 10.0, None)):
+        _unit(tmp_path, method, seed, "world-new", new)
+        if ret is not None:
+            _unit(tmp_path, method, seed, "world-retention", ret)
+    row = leaderboard(tmp_path).set_index("method").loc["lora"]
+    assert row["K.A"] == pytest.approx(50.0) and row["K.R"] == pytest.approx(60.0)  # seed 0 alone, both
+    assert row["seeds"] == 1
+    assert row["status"] == "incomplete: seed 1 lacks world-retention"
+
+
+# -- bad data: exit 2 naming the file and line, before the base is built ---------------------------------
+def _png(path: Path) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (8, 8), (200, 30, 30)).save(path)
+
+
+@pytest.mark.parametrize("case", ["corrupt image", "empty file"])
+def test_unreadable_evaluation_data_exits_2_before_any_work(case, micro_world, tmp_path, capsys, monkeypatch):
+    from kore_bench import runner
+
+    data, suites = tmp_path / "data", tmp_path / "suites"
+    data.mkdir()
+    suites.mkdir()
+    _png(data / "good.png")
+    (data / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00garbage" * 20)  # a PNG signature, then junk
+    lines = [{"id": "a", "question": "q?", "answer": "x", "image": "good.png"},
+             {"id": "b", "question": "q?", "answer": "y", "image": "bad.png"}]
+    (data / "eval.jsonl").write_text("" if case == "empty file" else "".join(json.dumps(r) + "\n" for r in lines))
+    (suites / "mine.yaml").write_text(
+        "suite: mine\nrole: retention\ntasks:\n  - task: t\n    category: ocr\n"
+        f"    source: {{loader: jsonl, path: {data / 'eval.jsonl'}}}\n    output_type: generate\n"
+        "    metrics: [exact_match]\n")
+    monkeypatch.setattr(runner, "build_base", lambda *a, **k: pytest.fail("the base is built before the data "
+                                                                          "is checked"))
+    out = tmp_path / "out"
+    code, text = _cli(["run", "--methods", "lora", "--world", "micro", "--retention", "mine", "--include-path",
+                       str(suites), "--output", str(out), "--no-progress"], capsys)
+    assert code == 2 and "Traceback" not in text
+    if case == "corrupt image":
+        assert f"{data / 'eval.jsonl'}:2" in text and "bad.png" in text
+    else:
+        assert "no test samples" in text and str(data / "eval.jsonl") in text
+    assert not out.exists()
+
+
+def test_missing_evoke_conversations_field_is_named_with_file_and_record(tmp_path, capsys):
+    evoke = tmp_path / "evoke"
+    evoke.mkdir()
+    _png(evoke / "a.png")
+    good = {"id": 1, "image": "a.png", "conversations": [{"from": "human", "value": "<image>\nWho?"},
+                                                        {"from": "gpt", "value": "Ada."}]}
+    (evoke / "evoke_injection_data.json").write_text(json.dumps([good, {"id": 2, "image": "a.png"}]))
+    (evoke / "evoke_evaluation_data.jsonl").write_text(json.dumps(
+        {"question_id": 1, "image": "a.png", "text": "Who?", "answer": "Ada"}) + "\n")
+    code, text = _cli(["run", "--methods", "lora", "--world", "micro", "--new", f"evoke:{evoke}",
+                       "--output", str(tmp_path / "out"), "--no-progress"], capsys)
+    assert code == 2 and "Traceback" not in text
+    assert "missing required field 'conversations'" in text  # as EVOKE names it (not 'messages')
+    assert f"{evoke / 'evoke_injection_data.json'}[1]" in text  # the file and the record
+
+
+# -- stored files that parse but are not what they claim ---------------------------------------------------
+
+
+def test_garbled_samples_file_under_compare_exits_2_with_a_message(trained, tmp_path, capsys):
+    out = _copy(trained, tmp_path)
+    unit = out / "lora" / "seed0" / "world-retention"
+    lines = (unit / "samples.jsonl").read_text().splitlines(keepends=True)
+    lines[2] = "{garbled\n"
+    (unit / "samples.jsonl").write_text("".join(lines))
+    code, text = _cli(["compare", str(out), "--baseline", "base"], capsys)
+    assert code == 2 and "Traceback" not in text and "samples.jsonl fails its checksum" in text
+    # a result written before results were sealed has no checksum to catch it: the line is named
+    rec = json.loads((unit / "result.json").read_text())
+    del rec["checksum"], rec["files"]
+    (unit / "result.json").write_text(json.dumps(rec))
+    code, text = _cli(["compare", str(out), "--baseline", "base"], capsys)
+    assert code == 2 and "Traceback" not in text and f"{unit / 'samples.jsonl'}:3: not a per-sample record" in text
