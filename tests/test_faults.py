@@ -506,6 +506,22 @@ def test_missing_evoke_conversations_field_is_named_with_file_and_record(tmp_pat
 
 
 # -- stored files that parse but are not what they claim ---------------------------------------------------
+@pytest.mark.parametrize("resealed", [True, False], ids=["resealed", "checksum-stale"])
+def test_result_without_tasks_is_refused_by_table_and_recomputed_by_run(trained, tmp_path, capsys, resealed):
+    out = _copy(trained, tmp_path)
+    path = out / "lora" / "seed0" / "world-retention" / "result.json"
+    rec = json.loads(path.read_text())
+    del rec["tasks"]
+    path.write_text(json.dumps(integrity.seal_record(rec) if resealed else rec))
+    code, text = _cli(["table", str(out)], capsys)
+    assert code == 2 and "Traceback" not in text and "lora/seed0/world-retention" in text
+    assert ("not a unit result (no tasks)" if resealed else "fails its checksum") in text
+    assert "--methods lora" in text, text  # the command that recomputes it
+    others = _mtimes(out, "lora/seed0/world-new/result.json")
+    run(_cfg(out))
+    assert "tasks" in json.loads(path.read_text())
+    assert _mtimes(out, "lora/seed0/world-new/result.json") == others
+    assert _scores(out) == _scores(trained)
 
 
 def test_garbled_samples_file_under_compare_exits_2_with_a_message(trained, tmp_path, capsys):
@@ -522,3 +538,32 @@ def test_garbled_samples_file_under_compare_exits_2_with_a_message(trained, tmp_
     (unit / "result.json").write_text(json.dumps(rec))
     code, text = _cli(["compare", str(out), "--baseline", "base"], capsys)
     assert code == 2 and "Traceback" not in text and f"{unit / 'samples.jsonl'}:3: not a per-sample record" in text
+
+
+# -- a corrupt unit of a method this invocation does not run --------------------------------------------
+def test_corrupt_unit_of_another_method_is_named_with_the_command_that_recomputes_it(trained, tmp_path, capsys):
+    out = _copy(trained, tmp_path)
+    other = ["--methods", "full-ft", "--set", "full-ft.steps=1", *RUN_ARGS[2:]]
+    code, text = _cli(["run", *other, "--output", str(out)], capsys)
+    assert code == 0, text
+    good = _scores(out)
+    path = out / "full-ft" / "seed0" / "world-retention" / "result.json"
+    rec = json.loads(path.read_text())
+    task = next(iter(rec["tasks"]))
+    rec["tasks"][task]["metrics"][rec["tasks"][task]["primary_metric"]] = 99.0
+    path.write_text(json.dumps(rec))
+
+    code, text = _cli(["run", *RUN_ARGS, "--output", str(out)], capsys)  # lora only: skipped, full-ft untouched
+    assert code == 1 and "Traceback" not in text
+    assert "full-ft/seed0/world-retention" in text and "--methods full-ft --seeds 0" in text
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "finished" in manifest["history"][-1]
+    assert list(manifest["history"][-1]["unreadable"]) == ["full-ft/seed0/world-retention"]
+    assert not any(line.startswith("full-ft,0,world-retention") for line in _scores(out))  # left out
+    board = (out / "leaderboard.csv").read_text()
+    assert "unreadable: seed0/world-retention left out" in board
+
+    code, text = _cli(["run", *other, "--output", str(out)], capsys)  # the command it named
+    assert code == 0, text
+    assert _scores(out) == good
+    assert not json.loads((out / "manifest.json").read_text())["unreadable"]
