@@ -540,6 +540,15 @@ def test_garbled_samples_file_under_compare_exits_2_with_a_message(trained, tmp_
     assert code == 2 and "Traceback" not in text and f"{unit / 'samples.jsonl'}:3: not a per-sample record" in text
 
 
+def test_report_on_a_garbled_manifest_says_provenance_unknown(trained, tmp_path, capsys):
+    out = _copy(trained, tmp_path)
+    (out / "manifest.json").write_text("{not json")
+    code, text = _cli(["report", str(out)], capsys)
+    assert code == 0, text
+    html = (out / "report.html").read_text()
+    assert "manifest.json is unreadable" in html and "lora" in html
+
+
 # -- a corrupt unit of a method this invocation does not run --------------------------------------------
 def test_corrupt_unit_of_another_method_is_named_with_the_command_that_recomputes_it(trained, tmp_path, capsys):
     out = _copy(trained, tmp_path)
