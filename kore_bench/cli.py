@@ -242,6 +242,7 @@ def frontier(
         tuned=_tuned_dir(tuned, run_options), dev_share=dev_share, **run_options,
     )
     out.print(f"frontier: {path / 'frontier.png'}, {path / 'frontier.svg'}, {path / 'frontier.csv'}")
+    _exit_on_failures(path)
 
 
 @app.command()

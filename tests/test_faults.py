@@ -576,3 +576,31 @@ def test_corrupt_unit_of_another_method_is_named_with_the_command_that_recompute
     assert code == 0, text
     assert _scores(out) == good
     assert not json.loads((out / "manifest.json").read_text())["unreadable"]
+
+
+# -- tune and frontier: a failing trial is exit 1 -----------------------------------------------------------
+BROKEN = '''
+from kore_bench.method import register_method
+from kore_bench.methods.lora import LoRA
+
+
+@register_method("broken-{command}")  # a name per test: plugins register into one process-wide registry
+class BrokenLoRA(LoRA):
+    def train(self, ctx):
+        raise RuntimeError("deliberately broken")
+'''
+
+
+@pytest.mark.parametrize("command", [["tune", "--budget", "1"], ["frontier", "--points", "1"]],
+                         ids=["tune", "frontier"])
+def test_tune_and_frontier_exit_1_when_a_trial_fails(command, micro_base, tmp_path, capsys):
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "broken.py").write_text(BROKEN.replace("{command}", command[0]))
+    out = tmp_path / "study"
+    code, text = _cli([*command, "--methods", f"broken-{command[0]}", "--world", "micro", "--limit", "2",
+                       "--include-path", str(plugins), "--output", str(out), "--no-progress"], capsys)
+    assert code == 1 and "Traceback" not in text, text
+    assert f"broken-{command[0]}/seed0: RuntimeError: deliberately broken" in text
+    failed = json.loads((out / "manifest.json").read_text())["failed"]
+    assert [k.split(": ")[1] for k in failed] == [f"broken-{command[0]}/seed0"]
