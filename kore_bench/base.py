@@ -107,6 +107,7 @@ def build_base(world: str, arch: str = "llava", seed: int | None = None, force: 
     fp = target.name.rsplit("-", 1)[1]
     ref = BaseModelRef(str(target / "model"), fp, f"kore-tiny {arch} ({world} world)")
     if target.exists() and not force and cache.verify(target) is None:
+        integrity.clean_stale_if_idle(target)
         return ref
     with integrity.build_lock(target, console):  # a concurrent build of the same base is waited for
         problem = cache.verify(target) if target.exists() else "absent"

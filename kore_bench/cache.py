@@ -55,6 +55,7 @@ def world_dir(preset: str, seed: int | None = None, console=None) -> Path:
         return target
     problem = verify(target) if target.exists() else None
     if target.exists() and problem is None:
+        integrity.clean_stale_if_idle(target)
         _VERIFIED.add(target)
         return target
     with integrity.build_lock(target, console):

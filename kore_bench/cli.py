@@ -160,13 +160,17 @@ def _default_output(kind: str, run_options: dict) -> Path:
 
 
 def _exit_on_failures(path: Path) -> None:
-    """Exit code 1 when a method failed in this run (all that succeeded is written): the failures last."""
+    """Exit code 1 when a method (a trial, a point) failed in this run, or a stored unit it did not
+    recompute fails verification (all that succeeded is written): the failures last."""
     from .store import RunDir
 
-    failed = RunDir(path).manifest().get("failed") or {}
-    if failed:
-        for unit, reason in failed.items():
-            console.print(f"[red]failed: {unit}: {reason}[/]")
+    manifest = RunDir(path).manifest()
+    failed, unreadable = manifest.get("failed") or {}, manifest.get("unreadable") or {}
+    for unit, reason in failed.items():
+        console.print(f"[red]failed: {unit}: {reason}[/]", soft_wrap=True)
+    for unit, reason in unreadable.items():
+        console.print(f"[red]unreadable: {unit}: {reason}[/]", soft_wrap=True)
+    if failed or unreadable:
         sys.exit(1)
 
 
@@ -238,6 +242,7 @@ def frontier(
         tuned=_tuned_dir(tuned, run_options), dev_share=dev_share, **run_options,
     )
     out.print(f"frontier: {path / 'frontier.png'}, {path / 'frontier.svg'}, {path / 'frontier.csv'}")
+    _exit_on_failures(path)
 
 
 @app.command()
@@ -537,7 +542,7 @@ def main() -> None:
     try:
         app()
     except KoreBenchError as e:
-        console.print(f"[bold red]error:[/] {e}")
+        console.print(f"[bold red]error:[/] {e}", soft_wrap=True)  # one line: a command in it can be copied
         sys.exit(2)
 
 

@@ -20,7 +20,7 @@ import pandas as pd
 from .errors import KoreBenchError
 from .report import (MAIN, categories, compare, compare_definitions, compare_table, header_lines, leaderboard,
                      tidy_scores, write_reports)
-from .store import atomic_write_text, read_json
+from .store import RunDir, atomic_write_text
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1100px;
@@ -49,7 +49,8 @@ def write_html_report(run: Path, baseline: str | None = None, output: Path | Non
     if not run.is_dir() or not any(run.glob("*/seed*/*/result.json")):
         raise KoreBenchError(f"{run} holds no results (no */seed*/*/result.json); give a run directory")
     table = write_reports(run)  # refreshes scores.csv, leaderboard.* and adaptation_retention.png
-    manifest = read_json(run / "manifest.json") if (run / "manifest.json").exists() else {}
+    run_dir = RunDir(run)  # a garbled manifest is bookkeeping: provenance unknown, not a traceback
+    manifest = run_dir.manifest() if run_dir.manifest_path.exists() else {}
     methods = [m for m in table.method if m != "base"]
     baseline = baseline or ("lora" if "lora" in methods else methods[0] if methods else None)
     parts = [f"<h1>kore-bench report — {_e(run.name)}</h1>",
@@ -148,6 +149,9 @@ def _plots_html(run: Path) -> str:
 def _provenance_html(manifest: dict[str, Any]) -> str:
     if not manifest:
         return "<p class=note>No manifest.json: provenance unknown.</p>"
+    if manifest.get("rebuilt"):
+        return ("<p class=note>manifest.json is unreadable: provenance unknown (the next <code>kore-bench run</code> "
+                "on this directory rebuilds it).</p>")
     base = manifest.get("base") or {}
     facts = [("base model", base.get("description")), ("base fingerprint", base.get("fingerprint")),
              ("data fingerprint", manifest.get("data_fingerprint")), ("suites", ", ".join(manifest.get("suites", []))),

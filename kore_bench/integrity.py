@@ -148,6 +148,23 @@ def build_lock(target: Path, console=None) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def clean_stale_if_idle(target: Path) -> list[Path]:
+    """Remove the temporaries of ``target`` a killed build left behind, when no process is building
+    it now (its lock is free; never waits). Called where an intact entry is reused without taking
+    the lock, so a killed ``--force`` rebuild does not leave a model-sized folder forever."""
+    if not any(p.name != f".{target.name}.lock" for p in target.parent.glob(f".{target.name}.*")):
+        return []
+    with open(target.parent / f".{target.name}.lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return []  # being built: its temporaries are in use
+        try:
+            return clean_stale(target)
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def clean_stale(target: Path) -> list[Path]:
     """Remove the temporaries of ``target`` (``.<name>.*`` but not its lock); call under its lock."""
     removed = []

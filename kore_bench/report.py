@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 import pandas as pd
 from rich.console import Console
@@ -19,15 +19,18 @@ from rich.table import Table
 
 from .errors import KoreBenchError
 from .evaluate.metrics import ADAPTATION_METRICS, HEADLINE, check_retention_metric, headline, within_chance
-from .store import atomic_write_text, read_json, verified_result
+from .store import atomic_write_text, read_result, recompute_hint, unit_of, verified_result
 
 MAIN = list(HEADLINE)
 
 
-def tidy_scores(run: Path) -> pd.DataFrame:
-    """One row per (method, seed, suite, task, metric) from every unit's result.json."""
+def tidy_scores(run: Path, skip: Collection[str] = ()) -> pd.DataFrame:
+    """One row per (method, seed, suite, task, metric) from every unit's result.json; ``skip``:
+    units (``method/seedK/suite``) left out (see :func:`unreadable_units`)."""
     rows = []
     for path in result_files(run):
+        if unit_of(path) in skip:
+            continue
         r = verified_result(path)
         u = r["unit"]
         for task, t in r["tasks"].items():
@@ -56,6 +59,16 @@ def chance_level_tasks(scores: pd.DataFrame, seed: int = 0) -> list[str]:
         if len(chance) and within_chance(g["value"].mean() / 100, int(g["n"].iloc[0]), float(chance.iloc[0]),
                                          seed=seed):
             out.append(task)
+    return out
+
+
+def unreadable_units(run: Path) -> dict[str, str]:
+    """``method/seedK/suite`` → why, for every stored unit result of ``run`` that fails verification."""
+    out = {}
+    for path in sorted(Path(run).glob("*/seed*/*/result.json")):
+        record, problem = read_result(path)
+        if record is None:
+            out[unit_of(path)] = problem
     return out
 
 
@@ -88,10 +101,11 @@ def per_seed(scores: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def leaderboard(run: Path) -> pd.DataFrame:
-    """The contract table (see module docstring)."""
+def leaderboard(run: Path, skip: Collection[str] = ()) -> pd.DataFrame:
+    """The contract table (see module docstring); ``skip``: unreadable units left out, each named in
+    its method's status with the command that recomputes it."""
     run = Path(run)
-    scores = tidy_scores(run)
+    scores = tidy_scores(run, skip)
     splits = sorted(set(scores.split))
     if len(splits) > 1:
         raise KoreBenchError(f"{run} mixes results of the {' and '.join(splits)} splits; a leaderboard reports "
@@ -129,7 +143,11 @@ def leaderboard(run: Path) -> pd.DataFrame:
         row["trainable_params"] = max((t.get("trainable_params", 0) for t in ti), default=0)
         row["train_seconds"] = sum(t.get("seconds", 0.0) for t in ti) / len(ti) if ti else 0.0
         row["status"] = _status(manifest, method)
-        if method in incomplete and not row["status"].startswith("failed"):
+        bad = [u for u in skip if u.split("/")[0] == method]
+        if bad and not row["status"].startswith("failed"):
+            row["status"] = (f"unreadable: {', '.join(u.split('/', 1)[1] for u in sorted(bad))} left out "
+                             f"(recompute: {recompute_hint(run, sorted(bad))})")
+        elif method in incomplete and not row["status"].startswith("failed"):
             row["status"] = "incomplete: " + "; ".join(incomplete[method])
         rows.append(row)
     table = pd.DataFrame(rows)
@@ -362,12 +380,13 @@ def _rich_wide(table: pd.DataFrame, title: str) -> Table:
     return t
 
 
-def write_reports(run: Path, console: Console | None = None) -> pd.DataFrame:
-    """scores.csv, leaderboard.{csv,md,tex} and the adaptation/retention plot; prints the table."""
+def write_reports(run: Path, console: Console | None = None, skip: Collection[str] = ()) -> pd.DataFrame:
+    """scores.csv, leaderboard.{csv,md,tex} and the adaptation/retention plot; prints the table.
+    ``skip``: units left out (unreadable ones a run did not recompute; their rows say so)."""
     run = Path(run)
-    scores = tidy_scores(run)
+    scores = tidy_scores(run, skip)
     atomic_write_text(run / "scores.csv", scores.to_csv(index=False))
-    table = leaderboard(run)
+    table = leaderboard(run, skip)
     atomic_write_text(run / "leaderboard.csv", table.to_csv(index=False, float_format="%.4f"))
     atomic_write_text(run / "leaderboard.md", to_markdown(table))
     atomic_write_text(run / "leaderboard.tex", to_latex(table))

@@ -23,7 +23,7 @@ from .evaluate.backends import evaluate_suite
 from .method import BaseModelRef, Method, TrainContext, TrainedModel
 from .progress import progress_enabled, quiet_libraries
 from .registry import load_methods
-from .store import RunDir, Unit, atomic_write_json, environment, fingerprint
+from .store import RunDir, Unit, atomic_write_json, environment, fingerprint, recompute_hint
 from .suites import Suite, load_suites, resolve_suite
 
 REFERENCE_METHOD = "base"  # the un-injected row every retention change is measured against
@@ -258,22 +258,34 @@ def _begin(cfg: RunConfig, prep: Prepared, run_dir: RunDir) -> None:
 
 
 def _finish(cfg: RunConfig, prep: Prepared, run_dir: RunDir, failures: dict[str, str], console: Console) -> None:
-    from .report import write_reports
+    from .report import unreadable_units, write_reports
 
     everything = RunConfig(**{**vars(cfg), "shard": None})
     left = [f"{n}/seed{s}" for n, s in run_units(everything, prep.methods)
             if not all(_finished(run_dir, Unit(n, s, suite.name), key) for suite, key in
                        zip(prep.suites, _unit_keys(cfg, prep, n, prep.methods[n], s).values()))]
+    unreadable: dict[str, str] = {}
     if cfg.shard is not None and left:
         console.print(f"shard {cfg.shard[0]}/{cfg.shard[1]} done; {len(left)} unit(s) of this command are not "
                       f"finished yet ({', '.join(left[:4])}{' ...' if len(left) > 4 else ''}): the last shard to "
                       "finish writes the leaderboard")
-    elif any(run_dir.path.glob("*/seed*/*/result.json")):
+    elif results := list(run_dir.path.glob("*/seed*/*/result.json")):
         with run_dir.manifest_lock():  # two shards finishing together write the reports one after the other
-            write_reports(run_dir.path, console=console)
+            # every unit of this command was verified or recomputed; a stored unit that still fails
+            # verification belongs to a method, seed or suite this command was not asked for
+            unreadable = unreadable_units(run_dir.path)
+            if len(unreadable) < len(results):
+                write_reports(run_dir.path, console=console, skip=unreadable)
+    if unreadable:
+        unreadable = {u: f"{why}; left out of the reports (recompute: {recompute_hint(run_dir.path, [u])})"
+                      for u, why in unreadable.items()}
+        console.print(f"[red]{len(unreadable)} stored unit(s) of this run directory fail verification and are not "
+                      f"part of this invocation (--methods {','.join(cfg.methods)}): {', '.join(unreadable)}; they "
+                      f"are left out of the reports. Recompute them with: "
+                      f"{recompute_hint(run_dir.path, list(unreadable))}[/]", soft_wrap=True)
     finished = time.strftime("%Y-%m-%dT%H:%M:%S")
-    run_dir.update_manifest(finished=finished, failed=failures)
-    run_dir.end_invocation(finished=finished, failed=failures)
+    run_dir.update_manifest(finished=finished, failed=failures, unreadable=unreadable)
+    run_dir.end_invocation(finished=finished, failed=failures, unreadable=unreadable)
 
 
 def _finished(run_dir: RunDir, unit: Unit, key) -> bool:

@@ -277,7 +277,10 @@ class RunDir:
         checksums; else (None, why)."""
         from .integrity import read_sealed
 
-        return read_sealed(self.unit_dir(unit) / "result.json", files=(SAMPLES,))
+        record, problem = read_sealed(self.unit_dir(unit) / "result.json", files=(SAMPLES,))
+        if record is not None and (problem := not_a_result(record)):
+            return None, problem
+        return record, problem
 
     def write_unit(self, unit: Unit, result: dict[str, Any], samples: list[dict[str, Any]]) -> None:
         """Samples first, result last (sealed with both checksums): a result.json that verifies only
@@ -301,23 +304,51 @@ SAMPLES = "samples.jsonl"
 _NOTICED: set[Path] = set()
 
 
-def verified_result(path: Path) -> dict[str, Any]:
-    """A unit's result.json, verified with its samples; KoreBenchError naming the file otherwise."""
+def not_a_result(record: dict[str, Any]) -> str | None:
+    """Why a (checksum-valid) record is not a unit result, or None."""
+    if not isinstance(record.get("tasks"), dict) or not isinstance(record.get("unit"), dict):
+        return "result.json is not a unit result (no tasks)"
+    return None
+
+
+def read_result(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(record, None) for a readable unit result: sealed and intact with its samples, or written
+    before results were sealed (read as it is, with a notice; ``run`` never reuses it); else (None, why)."""
     from .integrity import read_sealed
 
     record, problem = read_sealed(path, files=(SAMPLES,))
     if record is None and problem.endswith("carries no checksum"):
-        legacy = read_json(path)  # written before results were sealed: readable, never reused by `run`
+        legacy = read_json(path)
         if path.parent.parent.parent not in _NOTICED:
             _NOTICED.add(path.parent.parent.parent)
             print(f"notice: {path.parent.parent.parent} holds results written before checksums; they are "
                   "read as they are (`kore-bench run` recomputes them)", file=sys.stderr)
-        record = legacy if isinstance(legacy, dict) else None
+        record, problem = (legacy, None) if isinstance(legacy, dict) else (None, f"{path.name} is unreadable")
+    if record is not None and (problem := not_a_result(record)):
+        record = None
+    return record, problem
+
+
+def unit_of(path: Path) -> str:
+    """``method/seedK/suite`` of a unit's result.json."""
+    return "/".join(path.parts[-4:-1])
+
+
+def recompute_hint(run: Path, units: list[str]) -> str:
+    """The command that recomputes ``units`` (``method/seedK/suite``) of the run directory ``run``."""
+    methods = list(dict.fromkeys(u.split("/")[0] for u in units))
+    seeds = list(dict.fromkeys(u.split("/")[1].removeprefix("seed") for u in units))
+    return (f"kore-bench run --methods {','.join(methods)} --seeds {','.join(seeds)} --output {run} "
+            "(with the other options they were run with)")
+
+
+def verified_result(path: Path) -> dict[str, Any]:
+    """A unit's result.json, verified with its samples; KoreBenchError naming the unit and the
+    command that recomputes it otherwise."""
+    record, problem = read_result(path)
     if record is None:
-        raise KoreBenchError(f"{path.parent}: {problem}; run `kore-bench run` on this run directory again "
-                             "to recompute it")
-    if not isinstance(record.get("tasks"), dict) or not isinstance(record.get("unit"), dict):
-        raise KoreBenchError(f"{path}: not a unit result (no tasks)")
+        run = path.parent.parent.parent.parent
+        raise KoreBenchError(f"{path.parent}: {problem}; recompute it with: {recompute_hint(run, [unit_of(path)])}")
     return record
 
 

@@ -154,11 +154,29 @@ def load_source(spec: dict[str, str]) -> list[Sample]:
     """Samples named by a source spec ``{loader, path, part?, image?, image_root?}`` (cached per process).
 
     ``part`` (evoke): ``train`` or ``eval``; ``image`` (evoke eval): one of :data:`EVOKE_IMAGES`;
-    ``{loader: lm_eval, task, ...}``: an lm-eval task's documents (:mod:`kore_bench.evaluate.lm_eval_tasks`)."""
-    key = tuple(sorted(spec.items()))
+    ``{loader: lm_eval, task, ...}``: an lm-eval task's documents (:mod:`kore_bench.evaluate.lm_eval_tasks`).
+    The cache is keyed by the state (size, mtime) of the record files too: a file edited between two
+    runs of one process is read again, so its samples and the unit keys made of them are current."""
+    key = (tuple(sorted(spec.items())), _files_state(spec.get("path")))
     if key not in _CACHE:
         _CACHE[key] = _load_uncached(spec)
     return _CACHE[key]
+
+
+def _files_state(path: str | None) -> tuple:
+    """(name, size, mtime) of a source's record file, or of the record files of its folder (EVOKE:
+    the folder and its ``json/``). Images need none: they are read, and hashed, by path and mtime."""
+    if not path:
+        return ()
+    p = Path(path)
+    if p.is_file():
+        files = [p]
+    elif p.is_dir():
+        files = sorted(f for d in (p, p / "json") if d.is_dir() for f in d.iterdir()
+                       if f.suffix in (".json", ".jsonl", ".tsv") and f.is_file())
+    else:
+        return ()
+    return tuple((f.name, (st := f.stat()).st_size, st.st_mtime_ns) for f in files)
 
 
 def _load_uncached(spec: dict[str, str]) -> list[Sample]:

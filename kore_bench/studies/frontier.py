@@ -10,6 +10,7 @@ Layout of a frontier directory::
     DIR/frontier.json                 what was swept, levels, provenance
     DIR/points/<method>/<value>/      each point: an ordinary run directory (resumable)
     DIR/points/base/                  the un-injected base (the reference marker)
+    DIR/manifest.json                 what failed at the points ("failed", "unreadable"): exit code 1
 
 The sweep is a reported curve, not a selection, so it is scored on the test split by default.
 Points are ``K`` values spread over the parameter's search-space range, geometrically for a
@@ -32,7 +33,7 @@ from ..registry import load_methods
 from ..runner import REFERENCE_METHOD, run
 from ..search import LogUniform, Param, at_range_edge
 from ..store import RunDir, atomic_write_json, atomic_write_text, environment, read_json
-from .trials import run_status, score_run, trial_template
+from .trials import record_failures, run_status, score_run, trial_template
 
 COLUMNS = ["method", "param", "value", "CEM", "F1", "K.A", "K.R", "Avg", "pareto", "status", "dir"]
 
@@ -79,7 +80,8 @@ def frontier(methods: list[str], points: int, output: Path, *, param: str = "lr"
             registry.get(m).from_overrides({**template.method_args.get(m, {}), param: v})
 
     rows: list[dict[str, Any]] = []
-    with RunDir(output).locked():
+    study = RunDir(output)
+    with study.locked():
         base_dir = run(dataclasses.replace(template, output=output / "points" / REFERENCE_METHOD, reference=True),
                        console)
         manifest = read_json(base_dir / "manifest.json")
@@ -113,6 +115,7 @@ def frontier(methods: list[str], points: int, output: Path, *, param: str = "lr"
             "base_fingerprint": manifest["base"]["fingerprint"], "data_fingerprint": manifest.get("data_fingerprint"),
             "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **environment(),
         })
+        record_failures(study, [output / d for d in table["dir"]])
     console.print(summary_table(summary, levels, f"frontier — {output} ({split} split)"))
     for _, r in summary[summary.best_at_edge.astype(bool)].iterrows():
         console.print(f"[yellow]note:[/] {r.method}'s best Avg is at an end of its swept range ({param}="

@@ -6,6 +6,7 @@ Layout of a tune directory::
     DIR/tuned.json                    {method: {settings, dev_avg, trials: [...], provenance}}
     DIR/trials/<method>/<k>/          trial k: an ordinary run directory (split "dev"), resumable
     DIR/trials/base/                  the un-injected base on the dev split (the reference row)
+    DIR/manifest.json                 what failed in the trials ("failed", "unreadable"): exit code 1
 
 A trial is :func:`kore_bench.runner.run` with ``split="dev"`` and the trial's settings as
 ``method_args``, so the runner's fingerprints make a repeated ``tune`` skip finished trials.
@@ -28,7 +29,7 @@ from ..registry import load_methods
 from ..runner import REFERENCE_METHOD, run
 from ..search import Space, check_space, design, load_space_file, merge_space, space_to_dict
 from ..store import RunDir, atomic_write_json, environment, read_json
-from .trials import run_status, score_run, trial_template
+from .trials import record_failures, run_status, score_run, trial_template
 from .tuned import TUNED
 
 DESIGN = "centred Latin hypercube (kore_bench.search.design)"
@@ -108,6 +109,7 @@ def tune(methods: list[str], budget: int, output: Path, *, space_file: Path | No
         path = output / TUNED
         stored = read_json(path) if path.exists() else {}
         atomic_write_json(path, {**stored, **results})
+        record_failures(tune_dir, [reference_dir, *(output / t["dir"] for r in results.values() for t in r["trials"])])
     console.print(tuned_table(results, reference))
     for m, r in results.items():
         edge = at_edge(r, spaces[m])
