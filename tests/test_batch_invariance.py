@@ -11,10 +11,11 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import pandas as pd
 import pytest
 
 from kore_bench.evaluate.backends import BACKENDS, evaluate_suite
-from kore_bench.suites import Suite, load_suites
+from kore_bench.suites import Suite, load_suites, parse_suite
 
 from test_lm_eval_tasks import text_suite  # noqa: F401  (lm-eval tasks over the micro world)
 from test_vlmeval_suites import lmudata  # noqa: F401  (a VLMEvalKit data folder)
@@ -32,18 +33,28 @@ def trained(request, micro_world):
 
 
 @pytest.fixture(scope="module")
-def every_output_type(micro_world, text_suite, lmudata) -> list[Suite]:  # noqa: F811
+def every_output_type(micro_world, text_suite, lmudata, tmp_path_factory) -> list[Suite]:  # noqa: F811
     """world-new, world-retention (+ its multiple-choice task scored by log-likelihood), lm-eval
     tasks and VLMEvalKit benchmarks (scored over the whole task)."""
     suites = {**load_suites(), **load_suites([text_suite])}
     new = suites["world-new"].with_variables(world=str(micro_world))
     retention = suites["world-retention"].with_variables(world=str(micro_world))
-    mc = next(t for t in retention.tasks if t.output_type == "multiple_choice")
-    by_likelihood = dataclasses.replace(mc, name=f"{mc.name}_loglikelihood", output_type="multiple_choice_loglikelihood")
-    retention = dataclasses.replace(retention, tasks=[*retention.tasks, by_likelihood])
+    # native multiple choice (by generated letter and by log-likelihood) over MMBench rows read as a
+    # plain TSV, and yes/no over the world's POPE-style items (not in world-retention since world v5)
+    rows = pd.read_csv(lmudata / "MMBench_DEV_EN.tsv", sep="\t")
+    mc_file = tmp_path_factory.mktemp("native") / "choices.tsv"
+    rows[rows["index"] < 1_000_000].drop(columns=["split"], errors="ignore").to_csv(mc_file, sep="\t", index=False)
+    mc = {"category": "perception", "source": {"loader": "tsv", "path": str(mc_file)}, "metrics": ["choice_accuracy"]}
+    native = parse_suite({"suite": "native", "role": "retention", "tasks": [
+        {"task": "choice", "output_type": "multiple_choice", **mc},
+        {"task": "choice_loglikelihood", "output_type": "multiple_choice_loglikelihood", **mc},
+        {"task": "hallucination", "category": "hallucination", "output_type": "yes_no", "metrics": ["yes_no_accuracy"],
+         "source": {"loader": "jsonl", "path": str(micro_world / "retention" / "hallucination.jsonl"),
+                    "image_root": str(micro_world)}},
+    ]})
     kore = suites["kore"].with_variables(path=str(lmudata))
     kore = dataclasses.replace(kore, tasks=[t for t in kore.tasks if t.name in ("MMBench_DEV_EN", "POPE", "MME")])
-    chosen = [new, retention, suites["text-retention"], kore]
+    chosen = [new, retention, native, suites["text-retention"], kore]
     covered = {t.output_type for s in chosen for t in s.tasks}
     assert covered == set(BACKENDS.names()), f"not covered: {set(BACKENDS.names()) - covered}"
     return chosen
