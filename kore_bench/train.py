@@ -158,9 +158,8 @@ def train_model(
         members = next(stream)
         mine = members[rank::world]  # this rank's share, then its micro-batches
         micro = [mine[k::cfg.grad_accum] for k in range(cfg.grad_accum)]
-        # loss weights over the global batch's answer tokens, needed only when the batch is split
-        tokens = [_answer_tokens(m) for m in micro] if parts > 1 else [0]
-        global_tokens = distributed.all_reduce_sum(sum(tokens)) if parts > 1 else 0
+        tokens = [_answer_tokens(m) for m in micro]
+        global_tokens = distributed.all_reduce_sum(sum(tokens))
         step_loss = 0.0
         for k, (part, n) in enumerate(zip(micro, tokens)):
             if not part:  # an epoch's short last batch: every rank still steps (collectives), at weight 0
