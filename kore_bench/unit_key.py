@@ -6,7 +6,8 @@ trainer, the encoding, model loading, the augmenters, :mod:`kore_bench.method`),
 config (and, for an ``auto`` augmenter, the environment it chooses by), the base model's
 **weights** (a hash of every file of its folder, cached by path, size and mtime), the **content** of the training samples (text, answers, image bytes — not paths, so moving
 data or the cache changes nothing) and the seed. An *evaluation* unit (method, seed, suite) adds the
-code that scores (the evaluator, the metrics, the encoding, the lm-eval bridge), the suite's task
+code that scores (the evaluator, the metrics, the encoding, the lm-eval bridge; for a suite with
+VLMEvalKit tasks also their scoring and the judge's client), the suite's task
 definitions, the content of the samples it scores and the settings that can change a score (split,
 ``--limit``, batch size; the LLM judge's identity for suites it scores). Keys keep their parts, so a
 rerun says what changed.
@@ -34,9 +35,11 @@ if TYPE_CHECKING:
 
 TRAINING_CODE = ("kore_bench.train", "kore_bench.encoding", "kore_bench.models", "kore_bench.augment",
                  "kore_bench.llm_client", "kore_bench.method", "kore_bench.adapters")
-# the evaluate package holds the generation, the backends, the metrics and the lm-eval bridge; the
-# chat client carries the LLM judge's calls
-EVALUATION_CODE = ("kore_bench.evaluate", "kore_bench.vlmeval", "kore_bench.encoding", "kore_bench.llm_client")
+# the evaluate package holds the generation, the backends, the metrics and the lm-eval bridge
+EVALUATION_CODE = ("kore_bench.evaluate", "kore_bench.encoding")
+# what a suite with VLMEvalKit tasks adds: the benchmarks' prompts and scoring, and the chat client
+# that carries the LLM judge's calls (no other suite runs this code, so editing it reruns no other)
+VLMEVAL_CODE = ("kore_bench.vlmeval", "kore_bench.llm_client")
 WEIGHT_HASHES = "weight-hashes.json"  # in the cache root: path → (size, mtime, sha256) per file
 
 
@@ -81,11 +84,19 @@ def unit_key(method_name: str, method: Method, base_weights: str, train_data: st
         return train
     return UnitKey("evaluation", {
         "training": train.value,
-        "code": code_hash(list(EVALUATION_CODE)),
+        "code": code_hash(list(evaluation_code(suite))),
         "suite": fingerprint(suite.name, suite.role, [t.__dict__ for t in suite.tasks]),
         "data": eval_data or "",
         "settings": fingerprint(settings or {}),
     })
+
+
+def evaluation_code(suite: Suite) -> tuple[str, ...]:
+    """The modules whose source can change ``suite``'s scores."""
+    from .vlmeval import LOADER
+
+    uses_vlmeval = any(t.output_type == LOADER for t in suite.tasks)
+    return EVALUATION_CODE + VLMEVAL_CODE if uses_vlmeval else EVALUATION_CODE
 
 
 def _method_modules(method: Method) -> list[str]:

@@ -77,6 +77,8 @@ def code_copy(tmp_path, monkeypatch):
     ("kore_bench/evaluate/metrics.py", False, True),
     ("kore_bench/evaluate/generation.py", False, True),
     ("kore_bench/report.py", False, False),  # tables only: no number of a unit changes
+    ("kore_bench/vlmeval/score.py", False, False),  # VLMEvalKit scoring: not the world suite's code
+    ("kore_bench/llm_client.py", True, False),  # the llm augmenter's client trains; the judge scores no world task
 ])
 def test_editing_code_changes_the_key_it_belongs_to(code_copy, lora, retention_suite, edited, training, evaluation):
     train0, eval0 = _keys(lora, retention_suite)
@@ -92,6 +94,20 @@ def test_editing_code_changes_the_key_it_belongs_to(code_copy, lora, retention_s
         assert train1.changes(train0.parts) == "code (training) changed"
     if evaluation:
         assert "code (evaluation) changed" in eval1.changes(eval0.parts)
+
+
+@pytest.mark.parametrize("edited", ["kore_bench/vlmeval/score.py", "kore_bench/llm_client.py",
+                                    "kore_bench/evaluate/metrics.py"])
+def test_a_vlmeval_suite_is_keyed_by_the_vlmeval_code(code_copy, lora, edited):
+    from kore_bench.suites import load_suites
+
+    mme = load_suites()["MME"]
+    _, eval0 = _keys(lora, mme)
+    path = code_copy / edited
+    path.write_text(path.read_text() + "\n# an edit\n")
+    unit_key._CODE.clear()
+    _, eval1 = _keys(lora, mme)
+    assert eval1.parts["code"] != eval0.parts["code"]
 
 
 # -- base weights -------------------------------------------------------------------------------------

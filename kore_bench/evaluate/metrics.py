@@ -83,7 +83,7 @@ _CONTRACTIONS = {
 
 
 def vqa_punctuation(text: str, period: re.Pattern = _PERIOD) -> str:
-    """VQA ``processPunctuation``: delete or space out marks, then strip (up to 32) periods matched
+    r"""VQA ``processPunctuation``: delete or space out marks, then strip (up to 32) periods matched
     by ``period`` (the VQA original: ``\.(?!\d)``; VLMEvalKit's copy adds a real lookbehind)."""
     digits_comma = _COMMA_BETWEEN_DIGITS.search(text) is not None
     out = text
