@@ -32,7 +32,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--world", default="default", help="world preset: micro, small, default")
     parser.add_argument("--arch", default="llava", choices=["llava", "qwen"])
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (the project machine has 2 cores)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads for the world export and the scoring (the build itself always runs on base.BUILD_THREADS)")
     parser.add_argument("--no-evaluate", action="store_true", help="time the build only, not the scoring")
     parser.add_argument("--keep", action="store_true", help="keep the temporary cache and print its path")
     args = parser.parse_args()
@@ -68,7 +68,8 @@ def main() -> None:
         total = t_world + t_build + t_eval
 
         print(f"\nkore-bench base build --world {args.world} --force  ({args.arch}, {info['parameters']:,} "
-              f"parameters, {recipe.steps} steps x batch {recipe.batch_size}, {args.threads} threads)")
+              f"parameters, {recipe.steps} steps x batch {recipe.batch_size}, built on {info.get('torch_threads', '?')} thread(s), "
+              f"export and scoring on {args.threads})")
         print(f"  world export (fresh cache)   {t_world:8.1f} s")
         print(f"  build_base(force=True)       {t_build:8.1f} s")
         print(f"    language stage (full mix)  {train['seconds']:8.1f} s   {train['steps']} steps: "
