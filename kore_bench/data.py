@@ -658,5 +658,6 @@ def hold_out_dev(samples: Sequence[Sample], share: float, seed: int, salt: str =
                 break
             dev_ids.update(groups[key])
             taken += 1
-    return [Sample(s.id, s.messages, s.image, s.answer, s.choices, s.category, s.source,
-                   {**s.meta, "split": "dev", "dev_holdout": True}) if s.id in dev_ids else s for s in samples]
+    # replace() keeps a Sample subclass and its fields (a VLMEvalKit row's several images)
+    return [replace(s, meta={**s.meta, "split": "dev", "dev_holdout": True}) if s.id in dev_ids else s
+            for s in samples]

@@ -17,7 +17,7 @@ from judge_helpers import FIXTURES, FakeJudge, recorded_calls
 from kore_bench.errors import KoreBenchError
 from kore_bench.vlmeval import headline, parse_judge, read_table, score_table
 from kore_bench.vlmeval import judge as judge_module
-from kore_bench.vlmeval.benchmarks import MMDU_NOT_SCORED, NOT_SCORED, table_images
+from kore_bench.vlmeval.benchmarks import NOT_SCORED, table_images
 from kore_bench.vlmeval.judge import NotScored, is_equal, judge_option, parse_mia_score
 
 EXPECTED = json.loads((FIXTURES / "expected.json").read_text())["judged"]
@@ -36,9 +36,9 @@ def _judge(server: FakeJudge, cache: Path, model: str = "fake-judge"):
 
 
 def _rows(table) -> dict:
-    """VLMEvalKit's table by its row names (split, task/skill, subject; MIA-Bench's dict is one row)."""
+    """VLMEvalKit's table by its row names (split, task/skill, subject, MMDU's set; MIA-Bench's dict is one row)."""
     table = [table] if isinstance(table, dict) else table
-    key = next((k for k in ("split", "Task&Skill", "Subject") if k in table[0]), None)
+    key = next((k for k in ("split", "Task&Skill", "Subject", "set") if k in table[0]), None)
     if key is None:
         return dict(enumerate(table))
     return {r[key]: {k: v for k, v in r.items() if k != key} for r in table}
@@ -104,14 +104,10 @@ def test_mia_bench_judge_sees_the_image(tmp_path) -> None:
 
 
 def test_without_a_judge_not_scored_with_the_reason() -> None:
-    for name in ("MathVista_MINI", "MathVision", "MIA-Bench"):
+    for name in ("MathVista_MINI", "MathVision", "MIA-Bench", "MMDU"):
         with pytest.raises(NotScored) as e:
             score_table(name, read_table(FIXTURES / f"{name}.tsv"))
         assert str(e.value) == NOT_SCORED.format(name=name)
-    table = read_table(FIXTURES / "MathVista_MINI.tsv").assign(question="x")
-    with pytest.raises(NotScored, match="multi-turn interleaved-image inference that Sample does not support"):
-        score_table("MMDU", table, judge=object())  # a judge changes nothing for MMDU
-    assert MMDU_NOT_SCORED.startswith("not scored: ")
 
 
 def test_text_only_judge_does_not_score_mia_bench(tmp_path) -> None:

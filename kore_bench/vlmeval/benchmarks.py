@@ -15,8 +15,12 @@ Headlines (percent, what K.R averages): MME ``MME_norm`` = (perception + cogniti
 MMBench circular ``Overall``; POPE overall F1; HallusionBench the mean of aAcc, fAcc, qAcc (as the
 OpenCompass leaderboard); the others VLMEvalKit's ``Overall`` accuracy. The LLM-judged benchmarks
 (:mod:`.judge`) report ``score``: MathVista's and MathVision's Overall accuracy, MIA-Bench's
-``total_score`` ×100; without a judge they are "not scored" (NaN, never a lower number), and MMDU
-always is (its multi-turn, interleaved-image dialogues are beyond a kore-bench Sample).
+``total_score`` ×100, MMDU's ``Overall Score`` over all turns (set ``all``, 0–100); without a judge
+they are "not scored" (NaN, never a lower number).
+
+A row with several images (MMDU, some MMMU rows: the cell holds a list) is a
+:class:`~.multiturn.MultiImageSample` carrying all of them, laid out as VLMEvalKit's ``build_prompt``
+does and generated turn by turn (:mod:`.multiturn`); MMDU's rows are dialogues of several user turns.
 """
 from __future__ import annotations
 
@@ -33,13 +37,13 @@ import pandas as pd
 from ..data import IMAGE_TOKEN, ImageRef, ImageResolver, Sample
 from ..errors import DataError, UnknownNameError
 from .judge import JUDGED, Judge, NotScored
+from .multiturn import MultiImageSample, image_digests, images_first, literal_list, mmdu_turns, mmmu_parts
 from .score import Scored, is_circular, mme_normalised, score_multiple_choice, score_vqa_accuracy, score_yes_no
 
 KINDS = ("yes_no", "multiple_choice", "vqa_accuracy", "judge")
 MC_SUFFIX = "Please select the correct answer from the options above. \n"
 VQA_SUFFIX = "\nAnswer the question using a single word or phrase."
 NOT_SCORED = "not scored: VLMEvalKit scores {name} with an LLM judge, and no judge is configured (--judge)"
-MMDU_NOT_SCORED = "not scored: MMDU needs multi-turn interleaved-image inference that Sample does not support"
 
 
 @dataclass(frozen=True)
@@ -109,8 +113,6 @@ def score_table(benchmark: str, data: pd.DataFrame, judge: Judge | None = None,
         return score_multiple_choice(data, bench.name, judge)
     if bench.kind == "vqa_accuracy":
         return score_vqa_accuracy(data, bench.name)
-    if bench.name not in JUDGED:
-        raise NotScored(MMDU_NOT_SCORED if bench.name == "MMDU" else NOT_SCORED.format(name=bench.name))
     if judge is None:
         raise NotScored(NOT_SCORED.format(name=bench.name))
     return JUDGED[bench.name](data, judge, images)
@@ -132,6 +134,8 @@ def headline(benchmark: str, scored: Scored) -> dict[str, float]:
                 **{k: row[k] for k in ("aAcc", "fAcc", "qAcc")}}
     if bench.name == "MIA-Bench":
         return {"score": 100.0 * table[0].get("total_score", math.nan)}
+    if bench.name == "MMDU":
+        return {"score": float(_row_named(table, "set", "all")["Overall Score"])}
     if bench.kind == "judge":
         return {"score": float(_row_named(table, "Task&Skill" if "Task&Skill" in table[0] else "Subject",
                                           "Overall")["acc"])}
@@ -196,11 +200,8 @@ def load_samples(root: str | Path, benchmark: str) -> list[Sample]:
     samples = []
     for line, row in enumerate(rows, 2):
         where = f"{path}:{line}"
-        image = _image(row, images, resolver_roots, where)
-        text = build_prompt(bench, row)
-        if image is not None:
-            text = (text.replace("<image 1>", IMAGE_TOKEN, 1) if bench.name.startswith("MMMU")
-                    and text.count("<image 1>") == 1 else IMAGE_TOKEN + "\n" + text)
+        refs = _images(row, images, resolver_roots, where)
+        image = refs[0] if refs else None
         meta: dict[str, Any] = {"vlmeval_row": {k: v for k, v in row.items() if k != "image"}}
         if bench.reported_split and "split" in row and row["split"] != bench.reported_split:
             meta["split"] = "dev"
@@ -209,11 +210,33 @@ def load_samples(root: str | Path, benchmark: str) -> list[Sample]:
             meta["group"] = group
         options = options_of(row)
         answer = None if _isna(row.get("answer")) else str(row["answer"])
-        samples.append(Sample(id=str(row["index"]), messages=[{"role": "user", "content": text}], image=image,
-                              answer=answer, choices={k: str(v) for k, v in options.items()} or None,
-                              category=None if _isna(row.get("category")) else str(row["category"]),
-                              source=where, meta=meta))
+        common = dict(id=str(row["index"]), image=image, answer=answer,
+                      choices={k: str(v) for k, v in options.items()} or None,
+                      category=None if _isna(row.get("category")) else str(row["category"]), source=where)
+        if bench.name == "MMDU" or len(refs) > 1:
+            samples.append(_multi_image_sample(bench, row, refs, meta, common, where))
+            continue
+        text = build_prompt(bench, row)
+        if image is not None:
+            text = (text.replace("<image 1>", IMAGE_TOKEN, 1) if bench.name.startswith("MMMU")
+                    and text.count("<image 1>") == 1 else IMAGE_TOKEN + "\n" + text)
+        samples.append(Sample(messages=[{"role": "user", "content": text}], meta=meta, **common))
     return samples
+
+
+def _multi_image_sample(bench: Benchmark, row: dict[str, Any], refs: list[ImageRef], meta: dict[str, Any],
+                        common: dict[str, Any], where: str) -> MultiImageSample:
+    """A row with several images, or an MMDU dialogue, laid out as VLMEvalKit's ``build_prompt`` (:mod:`.multiturn`)."""
+    if bench.name == "MMDU":
+        questions = literal_list(row["question"], "question", where)
+        turns = mmdu_turns(questions, len(refs), where)
+    else:
+        questions = [build_prompt(bench, row)]
+        turns = [mmmu_parts(questions[0], len(refs), where) if bench.name.startswith("MMMU")
+                 else images_first(questions[0], len(refs))]
+    meta = {**meta, "vlmeval_turns": turns, "vlmeval_images": image_digests(refs)}
+    return MultiImageSample(messages=[{"role": "user", "content": q} for q in questions], meta=meta,
+                            images=tuple(refs), **common)
 
 
 def holdout_group(bench: Benchmark, row: dict[str, Any], image: ImageRef | None) -> str | None:
@@ -239,6 +262,14 @@ def holdout_group(bench: Benchmark, row: dict[str, Any], image: ImageRef | None)
 
 
 def _image(row: dict[str, Any], images: dict[str, str], roots: list[Path], where: str) -> ImageRef | None:
+    """A row's first image (a judge's view of the row; see :func:`_images`)."""
+    refs = _images(row, images, roots, where)
+    return refs[0] if refs else None
+
+
+def _images(row: dict[str, Any], images: dict[str, str], roots: list[Path], where: str) -> list[ImageRef]:
+    """A row's images, in order: base64 ``image`` (a cell of at most 64 characters names another row's),
+    else the ``image_path`` files; a cell holding a list (MMDU, some MMMU rows) gives several."""
     raw = row.get("image")
     if raw is not None and not _isna(raw):
         raw = str(raw)
@@ -246,22 +277,22 @@ def _image(row: dict[str, Any], images: dict[str, str], roots: list[Path], where
             raw = images.get(raw, "")
             if len(raw) <= 64:
                 raise DataError(f"{where}: image refers to index {row['image']!r}, which has no image data")
-        if raw.lstrip().startswith("["):  # several images (MMDU, some MMMU rows): the first one
-            import ast
-
-            raw = ast.literal_eval(raw)[0]
-        try:
-            return ImageRef(data=base64.b64decode("".join(raw.split()), validate=True))
-        except (binascii.Error, ValueError) as e:
-            raise DataError(f"{where}: image is not valid base64 ({e})") from e
+        out = []
+        for cell in literal_list(raw.strip(), "image", where) if raw.lstrip().startswith("[") else [raw]:
+            try:
+                out.append(ImageRef(data=base64.b64decode("".join(cell.split()), validate=True)))
+            except (binascii.Error, ValueError) as e:
+                raise DataError(f"{where}: image is not valid base64 ({e})") from e
+        return out
     rel = row.get("image_path")
     if rel is None or _isna(rel):
-        return None
+        return []
     rel = str(rel)
-    if rel.lstrip().startswith("["):
-        import ast
+    rels = literal_list(rel.strip(), "image_path", where) if rel.lstrip().startswith("[") else [rel]
+    return [_image_file(r, roots, where) for r in rels]
 
-        rel = ast.literal_eval(rel)[0]
+
+def _image_file(rel: str, roots: list[Path], where: str) -> ImageRef:
     for root in roots:
         if (root / rel).is_file():
             return ImageRef(path=str(root / rel))

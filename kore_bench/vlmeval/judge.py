@@ -9,7 +9,8 @@ API. "``); an endpoint that cannot be reached is an error, never a lower score.
 
 Sources transcribed (read, not imported): ``dataset/image_vqa.py`` (MathVista, MathVision) with
 ``utils/mathvista.py`` and ``utils/mathv.py``; ``dataset/miabench.py``; ``utils/multiple_choice.py``
-(``extract_answer_from_item``, ``eval_circular_group``); ``utils/yorn.py`` (``YOrN_auxeval``).
+(``extract_answer_from_item``, ``eval_circular_group``); ``utils/yorn.py`` (``YOrN_auxeval``);
+``dataset/image_mt.py`` (``MMDUDataset.calculat_metric``) with ``utils/mmdu.py`` (``mmdu_score``).
 
 * MathVista / MathVision: an answer is *prefetched* from the prediction when VLMEvalKit's
   ``post_check`` accepts it (a choice letter ``can_infer`` finds; a number equal to the answer);
@@ -26,6 +27,15 @@ Sources transcribed (read, not imported): ``dataset/image_vqa.py`` (MathVista, M
   component 1: x/2, …, total score: z/10") is parsed as VLMEvalKit does (a reply that does not parse
   leaves the item out of every average). The table holds each component type's mean fraction and
   ``total_score``; the headline is ``total_score`` ×100.
+* MMDU: each turn of each dialogue is judged on its own (the turn's question, reference answer and
+  the model's answer to it; text only, ``max_tokens`` 2048, temperature 0, one try). The reply's text
+  from its first ``{`` to its last ``}`` is read as a Python literal (VLMEvalKit ``eval``\\ s it; here
+  literals and arithmetic only): a dict of scores over seven dimensions (Creativity, Richness, Visual
+  Perception, Logical Coherence, Answer Accuracy, Image Relationship Understanding, Overall Score). A
+  reply that does not read leaves the turn's scores empty. Every turn counts in each dimension's
+  ``all`` average; a score is ``int()`` of the value clipped to 0..10, and a value ``int()`` refuses
+  (a missing dimension, None, "7/10") adds 0 to ``all`` and is left out of ``valid``. Both averages
+  are ×10 (0–100); the headline is ``all``'s Overall Score, the figure VLMEvalKit's table leads with.
 * Multiple choice fallback (``extract_answer_from_item``): only when ``can_infer`` finds nothing in
   the prediction, up to 3 tries of VLMEvalKit's matching prompt (temperature 0); three failures
   pick a random option or Z, as VLMEvalKit does, but seeded by benchmark and index (reproducible).
@@ -434,8 +444,95 @@ def judge_yes_no(judge: Judge, question: Any, prediction: Any) -> str:
     return UNKNOWN
 
 
+# --------------------------------------------------------------------------------------------- MMDU
+
+MMDU_DIMS = ("Creativity", "Richness", "Visual Perception", "Logical Coherence", "Answer Accuracy",
+             "Image Relationship Understanding", "Overall Score")
+
+
+def _python_value(node: ast.AST) -> Any:
+    """What ``eval`` gives for a literal display whose numbers may be arithmetic (``8/10``); else ValueError."""
+    if isinstance(node, ast.Dict):
+        if any(k is None for k in node.keys):
+            raise ValueError("dict unpacking")
+        return {_python_value(k): _python_value(v) for k, v in zip(node.keys, node.values)}
+    if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+        items = [_python_value(e) for e in node.elts]
+        return {ast.List: list, ast.Tuple: tuple, ast.Set: set}[type(node)](items)
+    if isinstance(node, ast.Constant):
+        return node.value
+    return numeric_eval(ast.unparse(node))
+
+
+def parse_mmdu_reply(reply: str) -> dict[str, Any]:
+    """``mmdu_score``'s reading of a reply: from the first ``{`` to the last ``}``, ``eval``\\ ed (here:
+    literals and arithmetic). Raises on a reply that does not read, or does not read as a dict."""
+    start, end = reply.find("{"), reply.rfind("}") + 1
+    try:
+        value = _python_value(ast.parse(reply[start:end], mode="eval").body)
+    except RecursionError as e:
+        raise ValueError("too deeply nested") from e
+    if not isinstance(value, dict):
+        raise ValueError(f"not a dict: {type(value).__name__}")
+    return value
+
+
+def _mmdu_points(value: Any) -> int | None:
+    """``calculat_metric``: ``int(value)`` clipped to 0..10; None where VLMEvalKit skips the value."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    try:
+        return min(max(int(value), 0), 10)
+    except Exception:  # noqa: BLE001 - VLMEvalKit catches everything here ("Failed to parse the score")
+        return None
+
+
+def score_mmdu(data: pd.DataFrame, judge: Judge, benchmark: str = "MMDU"):
+    """MMDUDataset.evaluate: ``mmdu_score`` judges every turn of every row, ``calculat_metric`` averages
+    each dimension over all turns (``all``) and over the turns that gave it a score (``valid``), ×10."""
+    from .score import Scored
+
+    _need(data, ["index", "question", "answer", "prediction"], benchmark)
+    total: dict[str, int] = defaultdict(int)
+    points: dict[str, int] = defaultdict(int)
+    valid: dict[str, int] = defaultdict(int)
+    per_question: dict[Any, float] = {}
+    for row in _rows(data):
+        try:
+            question, gt, prediction = (_literal(row[k]) for k in ("question", "answer", "prediction"))
+            if not all(isinstance(v, (list, tuple)) for v in (question, gt, prediction)):
+                raise ValueError("not a list")
+        except (ValueError, SyntaxError) as e:
+            raise DataError(f"{benchmark}: index {row['index']}: question, answer and prediction must be "
+                            f"Python list literals, one item per turn ({e})") from e
+        overall = 0
+        for j in range(len(question)):
+            try:
+                prompt = prompts.mmdu_prompt(question[j], gt[j], prediction[j])
+            except (IndexError, TypeError):  # VLMEvalKit: the turn's scores are all None
+                scores: dict[str, Any] = {}
+            else:
+                try:
+                    scores = parse_mmdu_reply(judge.generate(prompt))
+                except (ValueError, SyntaxError):
+                    scores = {}
+            for dim in MMDU_DIMS:
+                total[dim] += 1
+                value = _mmdu_points(scores.get(dim))
+                if value is not None:
+                    points[dim] += value
+                    valid[dim] += 1
+            overall += _mmdu_points(scores.get("Overall Score")) or 0
+        if question:
+            per_question[row["index"]] = overall / len(question) * 10
+    table = [{"set": "all", **{d: points[d] / total[d] * 10 if total[d] else math.nan for d in MMDU_DIMS}},
+             {"set": "valid", **{d: points[d] / valid[d] * 10 if valid[d] else math.nan for d in MMDU_DIMS}}]
+    return Scored(table, per_question)
+
+
 JUDGED: dict[str, Callable[..., Any]] = {
     "MathVista_MINI": lambda data, judge, images: score_mathvista(data, judge),
     "MathVision": lambda data, judge, images: score_mathvision(data, judge),
     "MIA-Bench": score_miabench,
+    "MMDU": lambda data, judge, images: score_mmdu(data, judge),
 }

@@ -1,7 +1,8 @@
 """The suite hook: a task whose source is ``{loader: vlmeval, path, benchmark}`` is generated as
 usual, then scored over the whole task at once (corpus-level: MME's per-image acc+, POPE's F1,
 MMBench's circular groups) by VLMEvalKit's rules (:mod:`kore_bench.vlmeval.score`), with the LLM
-judge when one is given (:mod:`kore_bench.vlmeval.judge`)."""
+judge when one is given (:mod:`kore_bench.vlmeval.judge`). Rows with several images and MMDU's
+dialogues are generated turn by turn with all their images (:mod:`kore_bench.vlmeval.multiturn`)."""
 from __future__ import annotations
 
 import math
@@ -11,9 +12,9 @@ from typing import Any
 
 from ..data import Sample
 from ..errors import DataError
-from .benchmarks import (MMDU_NOT_SCORED, get_benchmark, headline, load_samples, predictions_table, score_table,
-                         table_images)
+from .benchmarks import get_benchmark, headline, load_samples, predictions_table, score_table, table_images
 from .judge import Judge, NotScored
+from .multiturn import MultiImageSample, check_multi_image, generate_dialogues
 
 LOADER = "vlmeval"
 
@@ -47,14 +48,34 @@ def evaluate(model, processor, spec: dict[str, Any], task_name: str, samples: Se
     With a judge, VLMEvalKit's judge fallback (MC, yes/no) and the judged benchmarks are scored and
     ``extra["judge"]`` names it. A benchmark that cannot be scored (a judged one without a judge) is
     still generated (the predictions are in the records, to re-score later): its metrics are NaN and
-    ``extra["not_scored"]`` says why. MMDU is not generated at all (see :data:`MMDU_NOT_SCORED`)."""
+    ``extra["not_scored"]`` says why.
+
+    Samples with several images, and MMDU's dialogues, are answered one conversation at a time with all
+    their images (:func:`~.multiturn.generate_dialogues`); an MMDU prediction is the Python list of its
+    answers, one per turn, as VLMEvalKit's prediction files hold it. A model that cannot take several
+    images in one prompt is refused for those rows (never answered on the first image alone)."""
     bench = get_benchmark(spec["benchmark"])
     higher = {m: True for m in metrics}
-    if bench.name == "MMDU":
-        return {m: math.nan for m in metrics}, higher, [], {"not_scored": MMDU_NOT_SCORED}
     from ..evaluate.generation import generate
 
-    preds = generate(model, processor, samples, generation.get("max_new_tokens", 32), batch_size)
+    max_new_tokens = generation.get("max_new_tokens", 32)
+    multi = [i for i, s in enumerate(samples) if isinstance(s, MultiImageSample)]
+    lost = [s.id for s in samples if "vlmeval_turns" in s.meta and not isinstance(s, MultiImageSample)]
+    if lost:
+        raise DataError(f"task {task_name!r}: samples {', '.join(lost[:5])} lost their images on the way "
+                        "(rebuilt as a plain Sample)")
+    preds: list[str] = [""] * len(samples)
+    if multi:
+        check_multi_image(processor, bench.name, [samples[i].id for i in multi])
+        answers = generate_dialogues(model, processor, [samples[i] for i in multi], max_new_tokens)
+        for i, turns in zip(multi, answers):
+            preds[i] = str(turns) if bench.name == "MMDU" else turns[0]
+    taken = set(multi)
+    single = [i for i in range(len(samples)) if i not in taken]
+    if single:
+        for i, p in zip(single, generate(model, processor, [samples[i] for i in single], max_new_tokens,
+                                         batch_size)):
+            preds[i] = p
     table = predictions_table(list(samples), preds)
     images = {s.id: s.image for s in samples if s.image is not None} if bench.kind == "judge" else None
     extra: dict[str, Any] = {"judge": judge.identity} if judge is not None else {}
@@ -71,7 +92,8 @@ def evaluate(model, processor, spec: dict[str, Any], task_name: str, samples: Se
         raise DataError(f"task {task_name!r}: {bench.name} has no metric {', '.join(unknown)} "
                         f"(it has {', '.join(values)})")
     per_question = {str(k): v for k, v in scored.per_question.items()}
-    name = "score" if bench.name == "MIA-Bench" else "hit"  # MIA-Bench: the item's total (no entry: unparsed)
+    # MIA-Bench: the item's total (no entry: unparsed); MMDU: the mean Overall Score of its turns (0-100)
+    name = "score" if bench.name in ("MIA-Bench", "MMDU") else "hit"
     records = [{"task": task_name, "id": s.id, "prediction": p, "answer": s.answer,
                 "scores": {name: per_question[s.id]} if s.id in per_question else {}}
                for s, p in zip(samples, preds)]
