@@ -23,7 +23,7 @@ import dataclasses
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -51,32 +51,61 @@ class SefeConfig(LoraMethodConfig):
 
 # ---------------------------------------------------------------- ASD
 
+ASD_WRITERS = ("auto", "llm", "template")
+ASD_CACHE = ("augment", "sefe-asd")  # under the kore-bench cache root
+ASD_MAX_TOKENS = 512
+_LETTERS = "ABCD"
+
 
 def _single_turn(s: Sample) -> bool:
     return [m["role"] for m in s.messages] == ["user", "assistant"]
 
 
-def restyle(sample: Sample, style: str, others: list[str], rng: random.Random) -> Sample:
-    """``sample`` (one user turn, one answer) with its question and answer in ``style``."""
-    question, answer = sample.messages[0]["content"], sample.messages[1]["content"]
+def _draw(style: str, answer: str, others: list[str], rng: random.Random) -> tuple[str, Any]:
+    """The template's draw for ``style``: (the style that applies, the yes/no candidate or the MC options).
+
+    Yes/no and multiple choice need other answers (1 and 3); without them the sample becomes brief.
+    """
     wrong = [o for o in dict.fromkeys(others) if o.strip().lower() != answer.strip().lower()]
     if style == "yes/no" and wrong:
-        candidate = answer if rng.random() < 0.5 else rng.choice(wrong)
-        question = f'{question}\nIs the answer "{candidate}"? Answer yes or no.'
-        answer = "Yes" if candidate == answer else "No"
-    elif style == "multiple choice" and len(wrong) >= 3:
+        return style, answer if rng.random() < 0.5 else rng.choice(wrong)
+    if style == "multiple choice" and len(wrong) >= 3:
         options = rng.sample(wrong, 3) + [answer]
         rng.shuffle(options)
-        letters = "ABCD"
-        question = format_multiple_choice(question, dict(zip(letters, options)))
-        answer = letters[options.index(answer)]
-    elif style == "detailed":
-        question, answer = f"{question}\nAnswer in a complete sentence.", f"The answer is {answer}."
-    else:  # brief (and the fallback when there are too few other answers)
-        question = f"{question}\n{SHORT_ANSWER_SUFFIX}"
+        return style, dict(zip(_LETTERS, options))
+    return ("detailed", None) if style == "detailed" else ("brief", None)
+
+
+def _gold(applied: str, answer: str, draw: Any) -> str:
+    """The rewritten sample's answer where the style fixes it: Yes/No, the option letter."""
+    if applied == "yes/no":
+        return "Yes" if draw == answer else "No"
+    if applied == "multiple choice":
+        return next(letter for letter, option in draw.items() if option == answer)
+    return answer
+
+
+def _template_text(question: str, answer: str, applied: str, draw: Any) -> tuple[str, str]:
+    if applied == "yes/no":
+        return f'{question}\nIs the answer "{draw}"? Answer yes or no.', _gold(applied, answer, draw)
+    if applied == "multiple choice":
+        return format_multiple_choice(question, draw), _gold(applied, answer, draw)
+    if applied == "detailed":
+        return f"{question}\nAnswer in a complete sentence.", f"The answer is {answer}."
+    return f"{question}\n{SHORT_ANSWER_SUFFIX}", answer
+
+
+def _restyled(sample: Sample, style: str, question: str, answer: str, **meta: Any) -> Sample:
     messages = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
     return dataclasses.replace(sample, id=f"{sample.id}#asd", messages=messages, answer=None,
-                               meta={**sample.meta, "asd_style": style})
+                               meta={**sample.meta, "asd_style": style, **meta})
+
+
+def restyle(sample: Sample, style: str, others: list[str], rng: random.Random) -> Sample:
+    """``sample`` (one user turn, one answer) with its question and answer in ``style`` (templates)."""
+    question, answer = sample.messages[0]["content"], sample.messages[1]["content"]
+    applied, draw = _draw(style, answer, others, rng)
+    return _restyled(sample, style, *_template_text(question, answer, applied, draw))
 
 
 def diversify_answers(samples: list[Sample], share: float, seed: int) -> list[Sample]:
