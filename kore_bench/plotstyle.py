@@ -12,7 +12,7 @@ from typing import Any
 # tab10, in order; base is grey everywhere.
 _TAB10 = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22",
           "#17becf", "#7f7f7f"]
-_EXTRA = ["#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354",
+_EXTRA = ["#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#00897b", "#e6550d", "#31a354",
           "#756bb1", "#636363"]
 FIXED = {
     "base": "#7f7f7f", "lora": _TAB10[0], "full-ft": _TAB10[1], "replay": _TAB10[2], "kore": _TAB10[3],
