@@ -3,12 +3,11 @@ OpenAI-protocol server (validation, rejection, cache), and loading KORE-74K."""
 from __future__ import annotations
 
 import json
-import threading
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from chat_server import ChatServer
 from PIL import Image
 
 from kore_bench.augment import AUGMENTERS, augment, augment_with_report
@@ -228,42 +227,15 @@ GOOD = [{"question": "Where was the person in the image born?", "answer": "Zorvi
         {"question": "Who is this?", "answer": ""}]  # empty answer
 
 
-class ChatServer:
-    """A local OpenAI-protocol chat endpoint with canned replies; records every request."""
-
-    def __init__(self):
-        self.requests: list[dict] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                outer.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), **body})
-                prompt = body["messages"][-1]["content"]
-                content = ("```json\n" + json.dumps(GOOD) + "\n```" if "Dravo Kelt is a baker" in prompt
-                           else "Sure! Here are some rounds: question: who founded it? answer: Dravo")  # malformed
-                reply = json.dumps({"id": "c1", "object": "chat.completion", "model": body["model"], "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}]})
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(reply.encode())
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+def canned_rounds(prompt: str) -> str:
+    """GOOD (in a code fence) for Dravo Kelt's item, a malformed reply for every other."""
+    return ("```json\n" + json.dumps(GOOD) + "\n```" if "Dravo Kelt is a baker" in prompt
+            else "Sure! Here are some rounds: question: who founded it? answer: Dravo")
 
 
 @pytest.fixture
 def chat_server():
-    server = ChatServer()
+    server = ChatServer(canned_rounds)
     yield server
     server.close()
 

@@ -8,10 +8,9 @@ import dataclasses
 import hashlib
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from chat_server import ChatServer
 
 from kore_bench.data import Sample, format_multiple_choice
 from kore_bench.errors import KoreBenchError, UnknownNameError
@@ -72,36 +71,6 @@ def good_reply(prompt: str) -> dict:
         return {"question": "Briefly, what is it?", "answer": f"It is {answer}."}
     return {"question": "Explain in detail what it is.",
             "answer": f"The company in the image has this property: {answer}. That is what the question asks about."}
-
-
-class ChatServer:
-    """POST /v1/chat/completions answered by ``reply(prompt)``; every request is recorded."""
-
-    def __init__(self, reply):
-        self.requests: list[dict] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                outer.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), **body})
-                content = reply(body["messages"][-1]["content"])
-                data = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]})
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(data.encode())
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 def reply_with_two_bad(prompt: str) -> str:
