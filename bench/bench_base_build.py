@@ -32,7 +32,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--world", default="default", help="world preset: micro, small, default")
     parser.add_argument("--arch", default="llava", choices=["llava", "qwen"])
-    parser.add_argument("--threads", type=int, default=2, help="torch threads for the world export and the scoring (the build itself always runs on base.BUILD_THREADS)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads for the world export and the scoring (the build itself runs on its recipe's pinned threads, Recipe.threads)")
     parser.add_argument("--no-evaluate", action="store_true", help="time the build only, not the scoring")
     parser.add_argument("--keep", action="store_true", help="keep the temporary cache and print its path")
     args = parser.parse_args()

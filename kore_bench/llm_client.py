@@ -16,6 +16,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import tempfile
 import time
 import urllib.error
@@ -25,6 +26,23 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import KoreBenchError
+
+
+def json_in_reply(reply: str, opener: str = "[") -> Any | None:
+    """The JSON value a model's reply holds, or None: the whole reply, else a code fence's content,
+    else the span from the first ``opener`` (``[`` or ``{``) to the last matching closer."""
+    text = reply.strip()
+    fence = re.search(r"```(?:json)?\s*(.*?)```", text, re.DOTALL)
+    if fence:
+        text = fence.group(1).strip()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        start, end = text.find(opener), text.rfind({"[": "]", "{": "}"}[opener])
+        try:
+            return json.loads(text[start:end + 1]) if 0 <= start < end else None
+        except json.JSONDecodeError:
+            return None
 
 
 class ChatModel(Protocol):

@@ -188,8 +188,10 @@ def augmentation_notes(info: dict[str, list[dict]], methods: list[str]) -> list[
             aug = ti.get("augmentation")
             if isinstance(aug, dict):
                 label = str(aug.get("augmenter"))
-                if aug.get("requested") and aug.get("requested") != aug.get("augmenter"):
-                    label += f" (chosen by {aug['requested']})"
+                details = [f"chosen by {aug['requested']}"] if aug.get("requested") not in (None, aug.get("augmenter")) else []
+                details += [aug["scope"]] if aug.get("scope") else []  # a method that augments only part of its data
+                if details:
+                    label += f" ({'; '.join(details)})"
                 ran.append(label)
         if ran:
             notes.append(f"{method}: training data augmented by {', '.join(dict.fromkeys(ran))}")

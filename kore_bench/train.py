@@ -158,8 +158,9 @@ def train_model(
         members = next(stream)
         mine = members[rank::world]  # this rank's share, then its micro-batches
         micro = [mine[k::cfg.grad_accum] for k in range(cfg.grad_accum)]
-        tokens = [_answer_tokens(m) for m in micro]
-        global_tokens = distributed.all_reduce_sum(sum(tokens))
+        # the token mean over the global batch needs each part's answer tokens; one part needs none
+        tokens = [_answer_tokens(m) for m in micro] if parts > 1 else [0]
+        global_tokens = distributed.all_reduce_sum(sum(tokens)) if parts > 1 else 0
         step_loss = 0.0
         for k, (part, n) in enumerate(zip(micro, tokens)):
             if not part:  # an epoch's short last batch: every rank still steps (collectives), at weight 0

@@ -42,7 +42,6 @@ updates); the engine has no sequential injection yet.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import random
 import re
@@ -58,7 +57,7 @@ from torch import nn
 from kore_bench.cache import cache_root
 from kore_bench.data import IMAGE_TOKEN, SHORT_ANSWER_SUFFIX, Sample, format_multiple_choice
 from kore_bench.errors import KoreBenchError, UnknownNameError
-from kore_bench.llm_client import CachedChat, ChatModel, OpenAIChat, ReplyCache
+from kore_bench.llm_client import CachedChat, ChatModel, OpenAIChat, ReplyCache, json_in_reply
 from kore_bench.method import TrainContext, register_method
 from kore_bench.models.parts import unwrap
 from kore_bench.search import LogUniform
@@ -216,18 +215,7 @@ def _fill(applied: str, question: str, answer: str, draw: Any) -> str:
 
 def _parse(reply: str) -> dict | str:
     """The reply's JSON object (code fences and surrounding prose tolerated), or why there is none."""
-    text = reply.strip()
-    fence = re.search(r"```(?:json)?\s*(.*?)```", text, re.DOTALL)
-    if fence:
-        text = fence.group(1).strip()
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        start, end = text.find("{"), text.rfind("}")
-        try:
-            data = json.loads(text[start:end + 1]) if 0 <= start < end else None
-        except json.JSONDecodeError:
-            data = None
+    data = json_in_reply(reply, "{")
     if not isinstance(data, dict):
         return f"reply is not a JSON object: {reply[:80]!r}"
     return data
@@ -314,17 +302,18 @@ class AsdReport:
     def record(self) -> dict[str, Any]:
         """What the restyled samples carry as ``meta["augmentation"]`` (the trainer puts it in train_info)."""
         return {"requested": self.requested, "augmenter": self.writer, "why": self.why, "summary": str(self),
-                "fallbacks": len(self.fallbacks)}
+                "fallbacks": len(self.fallbacks),
+                "scope": f"ASD restyled {sum(self.styles.values())} of {self.eligible} single-turn samples"}
 
 
 def choose_writer(requested: str) -> tuple[str, str]:
     """(writer, why): ``auto`` is llm when a chat endpoint is configured (as kore's auto decides), else template."""
     if requested not in ASD_WRITERS:
         raise UnknownNameError("sefe.augmenter", requested, ASD_WRITERS)
-    from kore_bench.augment.llm import _setting  # the llm augmenter's endpoint settings, as auto reads them
+    from kore_bench.augment.auto import choose  # kore's auto: llm exactly when an endpoint is configured
 
-    url, model = _setting(None, "base_url"), _setting(None, "model")
-    configured = bool(url and model)
+    chosen, why = choose(None)
+    configured = chosen == "llm"
     if requested == "template":
         return "template", "requested"
     if requested == "llm" and not configured:
@@ -332,7 +321,7 @@ def choose_writer(requested: str) -> tuple[str, str]:
                              "$OPENAI_BASE_URL) and $KORE_BENCH_LLM_MODEL ($KORE_BENCH_LLM_API_KEY or $OPENAI_API_KEY "
                              "for a key), or use sefe.augmenter=template")
     if configured:
-        return "llm", "requested" if requested == "llm" else f"a chat endpoint is configured ({model} at {url})"
+        return "llm", "requested" if requested == "llm" else why
     return "template", ("no chat endpoint configured ($KORE_BENCH_LLM_BASE_URL and $KORE_BENCH_LLM_MODEL): "
                         "offline templates")
 

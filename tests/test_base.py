@@ -34,24 +34,37 @@ def test_vision_stage_makes_held_out_images_readable(micro_base):
 
 def test_knowledge_stage_trains_on_old_entity_conversations_before_the_full_mix(micro_world, monkeypatch):
     """A recipe with a knowledge stage first trains on the old-entity conversations alone, then on the
-    whole pre-training set, and records both stages."""
+    whole pre-training set with the oversampled categories repeated, on the recipe's pinned threads,
+    and records both stages."""
     import dataclasses
+
+    import torch
 
     import kore_bench.train
     from kore_bench import base
+    from kore_bench.data import load_conversations
 
-    recipe = dataclasses.replace(base.RECIPES["micro"], vision_steps=2, knowledge_steps=3, steps=2)
+    recipe = dataclasses.replace(base.RECIPES["micro"], vision_steps=2, knowledge_steps=3, steps=2,
+                                 oversample=(("reasoning", 3),), threads=2)
     monkeypatch.setitem(base.RECIPES, "micro", recipe)
-    calls: list[tuple[int, set[str]]] = []
+    calls: list[tuple[int, Counter, int]] = []
     train_model = kore_bench.train.train_model
 
     def recording(model, processor, samples, cfg, **kw):
-        calls.append((cfg.steps, {s.meta.get("category") for s in samples}))
+        calls.append((cfg.steps, Counter(s.meta.get("category") for s in samples), torch.get_num_threads()))
         return train_model(model, processor, samples, cfg, **kw)
 
     monkeypatch.setattr(kore_bench.train, "train_model", recording)
-    base.build_base("micro", "llava")
-    assert calls[0] == (3, {"old_knowledge"})
-    assert calls[1][0] == 2 and {"old_knowledge", "counting", "reasoning"} <= calls[1][1]
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        base.build_base("micro", "llava")
+    finally:
+        torch.set_num_threads(threads_before)
+    world = Counter(s.meta.get("category") for s in load_conversations(micro_world / "train" / "old_knowledge.json",
+                                                                        micro_world)[0])
+    assert calls[0][:2] == (3, Counter({"old_knowledge": world["old_knowledge"]}))
+    assert calls[1][0] == 2 and calls[1][1] == world + Counter({"reasoning": 2 * world["reasoning"]})
+    assert calls[0][2] == calls[1][2] == 2  # pinned to the recipe's threads, not the caller's one
     info = base.base_info("micro", "llava")
-    assert info["knowledge_stage"]["steps"] == 3 and info["train"]["steps"] == 2
+    assert info["knowledge_stage"]["steps"] == 3 and info["train"]["steps"] == 2 and info["torch_threads"] == 2

@@ -182,7 +182,7 @@ def test_auto_picks_the_endpoint_and_the_leaderboard_says_so(endpoint, tmp_path)
     info = augmentation_of(out)
     assert info["augmenter"] == "llm" and info["requested"] == "auto" and "others" not in info
     assert augmentation_notes({"sefe": [{"augmentation": info}]}, ["sefe"]) == [
-        "sefe: training data augmented by llm (chosen by auto)"]
+        "sefe: training data augmented by llm (chosen by auto; ASD restyled 4 of 7 single-turn samples)"]
 
 
 def test_sefe_unit_key_follows_the_endpoint_environment(no_endpoint, monkeypatch):

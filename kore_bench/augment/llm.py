@@ -21,7 +21,7 @@ from typing import Any
 from ..cache import cache_root
 from ..data import IMAGE_TOKEN, Sample
 from ..errors import KoreBenchError, UnknownNameError
-from ..llm_client import ChatModel, LocalCausalLM, OpenAIChat, ReplyCache
+from ..llm_client import ChatModel, LocalCausalLM, OpenAIChat, ReplyCache, json_in_reply
 from ..progress import track
 from .core import AUGMENTERS, AugmentReport
 from .template import branches, rng_for, trunk
@@ -56,20 +56,9 @@ _COMMON = {"the", "a", "an", "he", "she", "it", "they", "his", "her", "its", "th
 
 def parse_reply(reply: str) -> list[Any] | str:
     """The reply's JSON list (code fences and surrounding prose tolerated), or why there is none."""
-    text = reply.strip()
-    fence = re.search(r"```(?:json)?\s*(.*?)```", text, re.DOTALL)
-    if fence:
-        text = fence.group(1).strip()
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        start, end = text.find("["), text.rfind("]")
-        try:
-            data = json.loads(text[start:end + 1]) if 0 <= start < end else None
-        except json.JSONDecodeError:
-            data = None
-        if data is None:
-            return f"reply is not JSON: {reply[:80]!r}"
+    data = json_in_reply(reply, "[")
+    if data is None:
+        return f"reply is not JSON: {reply[:80]!r}"
     if isinstance(data, dict) and isinstance(data.get("rounds", data.get("dialogue")), list):
         data = data.get("rounds", data.get("dialogue"))
     if not isinstance(data, list):
