@@ -112,6 +112,27 @@ class RunDir:
         self._lock_file = None
         self._invocation: int | None = None  # index of this process's record in manifest["history"]
 
+    SHARD_JOIN_WAIT_S = 30.0  # a sibling shard's exclusive start (holder line, clearing half-written files)
+    OTHER_HOLDER_GRACE_S = 1.0  # a holder line of another run that lasts this long is not a stale one
+
+    @staticmethod
+    def _join_shards(f, shared_by: str) -> bool:
+        """Take the shared lock beside the other shards of command ``shared_by``. The first shard holds
+        the lock exclusively while it writes its holder line and clears half-written files, then
+        downgrades: a shard started side by side waits that out (polling) instead of being refused.
+        False when another run holds it (its holder line says so for a second) or after the wait."""
+        start = time.monotonic()
+        other_since = None
+        while not _try_flock(f, fcntl.LOCK_SH):
+            f.seek(0)
+            holder = f.read().strip()
+            now = time.monotonic()
+            other_since = (other_since or now) if holder and not holder.endswith(f"command {shared_by}") else None
+            if now - start > RunDir.SHARD_JOIN_WAIT_S or (other_since and now - other_since > RunDir.OTHER_HOLDER_GRACE_S):
+                return False
+            time.sleep(0.05)
+        return True
+
     @contextmanager
     def locked(self, shared_by: str | None = None) -> Iterator["RunDir"]:
         """Hold the directory. ``shared_by`` (a command fingerprint): a shard of that command, which
@@ -120,7 +141,7 @@ class RunDir:
         lock_path = self.path / ".lock"
         f = open(lock_path, "a+")
         alone = _try_flock(f, fcntl.LOCK_EX)
-        if not alone and (shared_by is None or not _try_flock(f, fcntl.LOCK_SH)):
+        if not alone and (shared_by is None or not self._join_shards(f, shared_by)):
             f.seek(0)
             holder = f.read().strip() or "another process"
             f.close()
