@@ -107,13 +107,13 @@ class RunDir:
     run, shared by the shards of one command (``--shard i/n``); the manifest's read-modify-writes
     and each (method, seed) unit take short locks of their own, so shards never lose an update."""
 
+    SHARD_JOIN_WAIT_S = 30.0  # a sibling shard's exclusive start (holder line, clearing half-written files)
+    OTHER_HOLDER_GRACE_S = 1.0  # a holder line of another run that lasts this long is not a stale one
+
     def __init__(self, path: Path | str):
         self.path = Path(path)
         self._lock_file = None
         self._invocation: int | None = None  # index of this process's record in manifest["history"]
-
-    SHARD_JOIN_WAIT_S = 30.0  # a sibling shard's exclusive start (holder line, clearing half-written files)
-    OTHER_HOLDER_GRACE_S = 1.0  # a holder line of another run that lasts this long is not a stale one
 
     @staticmethod
     def _join_shards(f, shared_by: str) -> bool:
