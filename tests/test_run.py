@@ -128,32 +128,34 @@ def test_second_concurrent_run_is_refused(micro_base, tmp_path):
             run(_cfg(out, seeds=[0]))
 
 
+def _held_exclusively(directory: Path, holder: str):
+    """The run directory's lock file, held exclusively with ``holder`` as its holder line."""
+    import fcntl
+
+    directory.mkdir()
+    f = open(directory / ".lock", "a+")
+    fcntl.flock(f, fcntl.LOCK_EX)
+    f.write(holder)
+    f.flush()
+    return f
+
+
 def test_a_shard_started_beside_the_first_joins_it_and_another_run_is_refused_at_once(tmp_path):
     """Two --shard jobs started together: the first holds the lock alone for a moment before sharing
     it; the second waits that out instead of failing. A plain run's lock is refused within a second."""
     import fcntl
     import threading
 
-    first = tmp_path / "shards"
-    first.mkdir()
-    with open(first / ".lock", "a+") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        f.write("pid 1 since now, shards of command abc")
-        f.flush()
+    with _held_exclusively(tmp_path / "shards", "pid 1 since now, shards of command abc") as f:
         threading.Timer(0.4, fcntl.flock, (f, fcntl.LOCK_SH)).start()
         start = time.monotonic()
-        with RunDir(first).locked(shared_by="abc"):
+        with RunDir(tmp_path / "shards").locked(shared_by="abc"):
             assert 0.35 < time.monotonic() - start < 5
 
-    plain = tmp_path / "plain"
-    plain.mkdir()
-    with open(plain / ".lock", "a+") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        f.write("pid 1 since now")
-        f.flush()
+    with _held_exclusively(tmp_path / "plain", "pid 1 since now"):
         start = time.monotonic()
         with pytest.raises(KoreBenchError, match="in use by another kore-bench run"):
-            with RunDir(plain).locked(shared_by="abc"):
+            with RunDir(tmp_path / "plain").locked(shared_by="abc"):
                 pass
         assert time.monotonic() - start < 3
 
