@@ -430,7 +430,7 @@ def _print_info(info: dict | None) -> None:
     if info is None:
         return
     t = Table("field", "value", title="kore-tiny base")
-    for k in ("path", "fingerprint", "arch", "world", "parameters", "build_seconds", "intact"):
+    for k in ("path", "fingerprint", "arch", "world", "parameters", "build_seconds", "torch_threads", "intact"):
         t.add_row(k, str(info.get(k)))
     for k, v in (info.get("vision_stage") or {}).items():
         t.add_row(f"vision stage, held out: {k}", f"{v:.1f}")
