@@ -99,6 +99,11 @@ def _try_flock(f, mode: int) -> bool:
         return False
 
 
+def _shards_of(holder: str, command: str | None) -> bool:
+    """Whether a run directory's holder line is that of the shards of ``command``."""
+    return holder.endswith(f"command {command}")
+
+
 _MANIFEST_LOCKS: dict[Path, list] = {}  # path -> [open lock file, depth]: re-entrant within a process
 
 
@@ -127,7 +132,7 @@ class RunDir:
             f.seek(0)
             holder = f.read().strip()
             now = time.monotonic()
-            other_since = (other_since or now) if holder and not holder.endswith(f"command {shared_by}") else None
+            other_since = (other_since or now) if holder and not _shards_of(holder, shared_by) else None
             if now - start > RunDir.SHARD_JOIN_WAIT_S or (other_since and now - other_since > RunDir.OTHER_HOLDER_GRACE_S):
                 return False
             time.sleep(0.05)
@@ -151,7 +156,7 @@ class RunDir:
             ) from None
         f.seek(0)
         held_by = f.read().strip()
-        if not alone and not held_by.endswith(f"command {shared_by}"):
+        if not alone and not _shards_of(held_by, shared_by):
             f.close()
             raise KoreBenchError(f"{self.path} is in use by shards of another command ({held_by}); --shard jobs "
                                  "filling one directory must run the same command")
